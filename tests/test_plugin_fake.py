@@ -1,0 +1,87 @@
+"""The plugin end to end through pytester, on FakeEngine (a synthetic engine: no model runs)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+CASES = """
+import pytest
+from speedbench_plugin.runner import WorkItem
+
+ITEMS = [WorkItem(f"q{i}", "demo", prompt_ids=tuple(range(5 + i))) for i in range(4)]
+
+@pytest.mark.qualitative
+@pytest.mark.parametrize("label", ["alpha", "beta"])
+def test_case(sb_case, sb_concurrency, label):
+    sb_case.run(ITEMS, split="qualitative", labels={"category": label}, concurrency=sb_concurrency)
+"""
+
+
+def _run(pytester: pytest.Pytester, model: str, *args: str) -> tuple[pytest.RunResult, dict]:
+    pytester.makepyfile(test_cases=CASES)
+    out = pytester.path / "results.json"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--speedbench-engine", "fake", "--speedbench-model", model,
+        "--speedbench-drafter", "none", "--speedbench-drafter", "ngram:k=3",
+        "--speedbench-max-tokens", "40", "--benchmark-json", str(out), *args,
+    )
+    return result, json.loads(out.read_text())
+
+
+def test_records_land_in_benchmark_json(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    result, document = _run(pytester, tiny_model_dir)
+    result.assert_outcomes(passed=4)
+    names = sorted(b["name"] for b in document["benchmarks"])
+    assert names == [
+        "test_case[fake-ngram_k3-alpha]", "test_case[fake-ngram_k3-beta]",
+        "test_case[fake-none-alpha]", "test_case[fake-none-beta]",
+    ]
+    ngram = next(b for b in document["benchmarks"] if b["name"] == "test_case[fake-ngram_k3-alpha]")
+    record = ngram["extra_info"]["speedbench"]
+    assert record["num_requests"] == 4 and record["k"] == 3
+    assert record["output_tokens"] == 4 * 40
+    assert 1.0 <= record["acceptance_length"] <= 4.0
+    # FakeEngine's counters are exact, so stream and counters agree to the token.
+    assert record["fidelity"]["accepted_tokens_stream"] == record["fidelity"]["accepted_tokens_counters"]
+    assert len(record["requests"]) == 4
+    result.stdout.fnmatch_lines(["*speedbench: speculative decoding per case*", "*alpha*ngram_k3*"])
+
+
+def test_records_survive_xdist(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytest.importorskip("xdist")
+    result, document = _run(pytester, tiny_model_dir, "-n", "2")
+    result.assert_outcomes(passed=4)
+    assert len(document["benchmarks"]) == 4
+    assert all(b["extra_info"]["speedbench"]["acceptance_length"] for b in document["benchmarks"] if "ngram" in b["name"])
+
+
+def test_failed_request_fails_only_its_case(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    result, document = _run(pytester, tiny_model_dir, "--speedbench-engine-args", "fail_request=q2")
+    result.assert_outcomes(failed=4)  # every case holds q2; the others' metrics are still recorded
+    result.stdout.fnmatch_lines(["*1 request(s) failed*", "*q2 turn 0: EngineError*"])
+    assert all(b["extra_info"]["speedbench"]["num_requests"] == 3 for b in document["benchmarks"])
+
+
+def test_bad_drafter_spec_names_the_option(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    result = pytester.runpytest_subprocess("--speedbench-engine", "fake", "--speedbench-drafter", "magic:k=3")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--speedbench-drafter 'magic:k=3': unknown method 'magic'*"])
+
+
+def test_unknown_engine_lists_known_ones(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    result = pytester.runpytest_subprocess("--speedbench-engine", "nope", "--speedbench-model", tiny_model_dir)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*--speedbench-engine 'nope' is not a known engine; known:*fake*vllm*"])
+
+
+def test_engine_start_failure_fails_its_cases(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    result = pytester.runpytest_subprocess(
+        "--speedbench-engine", "fake", "--speedbench-model", tiny_model_dir,
+        "--speedbench-engine-args", "fail_start=true",
+    )
+    result.stdout.fnmatch_lines(["*engine fake with drafter*failed to start*fail_start*"])
+    assert result.ret != 0
