@@ -126,17 +126,37 @@ def counters_summary(counts: SpecCounts, k: int) -> dict[str, object]:
     }
 
 
-def fidelity(steps: StreamSteps, counts: SpecCounts) -> dict[str, float]:
+def accepted_cut_at_end(result: StreamResult) -> int | None:
+    """Drafts the engine accepted in a request's final step but never delivered (max_tokens or a
+    stop token fell inside the accepted run), from the engine's per-step record.
+
+    Counted only when that cut alone explains the request's whole gap between counters and stream;
+    otherwise 0, so the gap stays visible. None when the engine gives no per-step record.
+    """
+    per_step = (result.spec_raw or {}).get("per_step_accepted")
+    if per_step is None or result.spec is None or len(result.chunks) < 2:
+        return None
+    last_chunk = result.chunks[-1].n_tokens
+    cut = per_step[-1] + 1 - last_chunk if per_step else 0
+    stream_accepted = sum(decode_step_lengths(result)) - len(decode_step_lengths(result))
+    gap = result.spec.num_accepted_tokens - stream_accepted
+    return cut if cut > 0 and gap == cut else 0
+
+
+def fidelity(steps: StreamSteps, counts: SpecCounts, cut_at_end: int | None = None) -> dict[str, float | None]:
     """Stream against counters on the quantity both measure: accepted draft tokens.
 
     ``acceptance_length`` puts both on the stream's steps: the stream's ``tokens / steps`` against
-    ``1 + counter_accepted / steps``. A merged chunk (two steps in one) moves them apart.
+    ``1 + counter_accepted / steps``, less the drafts accepted but cut at a request's end (see
+    :func:`accepted_cut_at_end`). A merged chunk (two steps in one) moves them apart.
     """
     stream_al = acceptance_length(steps)
-    counter_al = 1.0 + _ratio(counts.num_accepted_tokens, steps.steps)
+    delivered = counts.num_accepted_tokens - (cut_at_end or 0)
+    counter_al = 1.0 + _ratio(delivered, steps.steps)
     return {
         "accepted_tokens_stream": steps.accepted_tokens,
         "accepted_tokens_counters": counts.num_accepted_tokens,
+        "accepted_cut_at_end": cut_at_end,
         "acceptance_length_stream": stream_al,
         "acceptance_length_counters": counter_al,
         "abs_diff": stream_al - counter_al,

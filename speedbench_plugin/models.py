@@ -20,7 +20,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 # SmolLM2-135M has 30 layers; see README "Draft models" for the AL each choice measured.
 DEFAULT_DRAFT_LAYERS = 10
-TINY_NAME = "tiny-random-llama"
+TINY_NAME = "tiny-random-llama-hd64"
 _DONE = ".speedbench-complete"
 
 
@@ -122,11 +122,12 @@ def tiny_model(seed: int = 0) -> Path:
     base_config = LlamaConfig.from_pretrained(base)
     config = LlamaConfig(
         vocab_size=base_config.vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
+        # head_dim 64: vLLM's CPU attention kernels reject smaller heads.
+        hidden_size=128,
+        intermediate_size=256,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=4096,
         bos_token_id=base_config.bos_token_id,
         eos_token_id=base_config.eos_token_id,

@@ -101,7 +101,9 @@ def build_record(case: CaseInfo, rounds: Sequence[RoundResult]) -> dict[str, Any
             reference["num_drafts"], reference["num_draft_tokens"], reference["num_accepted_tokens"],
             reference["accepted_per_pos"], reference["source"],
         )
-        fidelity = {"available": True, "counter_source": reference["source"], **m.fidelity(steps, ref_counts)}
+        cuts = [m.accepted_cut_at_end(s) for s in streams]
+        cut_total = None if any(c is None for c in cuts) else sum(c or 0 for c in cuts)
+        fidelity = {"available": True, "counter_source": reference["source"], **m.fidelity(steps, ref_counts, cut_total)}
     record: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "case_id": case.case_id,

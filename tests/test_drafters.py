@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+
+from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
+from speedbench_plugin.engines.base import EngineConfig
+from speedbench_plugin.engines.vllm import engine_kwargs, speculative_config
+
+
+@pytest.mark.parametrize(
+    ("spec", "drafter_id", "text"),
+    [
+        ("none", "none", "none"),
+        ("ngram:k=3", "ngram_k3", "ngram:k=3"),
+        ("ngram:k=4,min=2,max=3", "ngram_k4_max3_min2", "ngram:k=4,max=3,min=2"),
+        ("draft:k=2", "draft_k2", "draft:k=2"),
+        ("draft:k=2,layers=6", "draft_k2_layers6", "draft:k=2,layers=6"),
+        ("mtp:k=1", "mtp_k1", "mtp:k=1"),
+        ("eagle3:k=3,model=/m", "eagle3_k3_custom", "eagle3:k=3,model=/m"),
+    ],
+)
+def test_parse_round_trips(spec: str, drafter_id: str, text: str) -> None:
+    parsed = DrafterSpec.parse(spec)
+    assert parsed.id == drafter_id
+    assert str(parsed) == text
+    assert DrafterSpec.parse(str(parsed)) == parsed
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("medusa:k=3", "unknown method 'medusa'"),
+        ("ngram:k=0", "k must be a positive integer"),
+        ("ngram:k=x", "k must be an integer"),
+        ("ngram:depth=3", "ngram takes no 'depth'"),
+        ("eagle3:k=3", "eagle3 needs model=PATH"),
+        ("ngram:k=3,min=4,max=2", "min must not exceed max"),
+        ("ngram:k", "'k' is not KEY=VALUE"),
+    ],
+)
+def test_bad_specs_name_the_option(spec: str, message: str) -> None:
+    with pytest.raises(DrafterSpecError, match="--speedbench-drafter") as info:
+        DrafterSpec.parse(spec)
+    assert message in str(info.value)
+
+
+def test_vllm_speculative_config_mapping() -> None:
+    assert speculative_config(DrafterSpec.parse("none")) is None
+    assert speculative_config(DrafterSpec.parse("ngram:k=4,min=2")) == {
+        "method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2,
+    }
+    assert speculative_config(DrafterSpec.parse("draft:k=2,model=/d")) == {
+        "method": "draft_model", "num_speculative_tokens": 2, "model": "/d",
+    }
+
+
+def test_engine_args_pass_through_and_win() -> None:
+    config = EngineConfig("/m", DrafterSpec.parse("ngram:k=3"), {"tensor_parallel_size": 8, "seed": 7})
+    kwargs = engine_kwargs(config)
+    assert kwargs["tensor_parallel_size"] == 8 and kwargs["seed"] == 7
+    assert kwargs["per_request_spec_decode_metrics"] == "detailed"
+    assert kwargs["skip_tokenizer_init"] is True
