@@ -122,10 +122,25 @@ def sb_engine(
         host.close()
         pytest.fail(f"engine {sb_settings.engine} with drafter {drafter} failed to start: {exc}", pytrace=False)
     request.config.stash.setdefault(ENGINE_START_KEY, {})[f"{sb_settings.engine}-{drafter.id}"] = time.perf_counter() - t0
+    _warm_up(host, sb_tokenizer)
     try:
         yield EngineUnderTest(host, sb_settings, drafter, sb_model, sb_model_sha, sb_tokenizer)
     finally:
         host.close()
+
+
+WARMUP_PROMPTS = ("Say hello.", "Count from one to ten.")
+
+
+def _warm_up(host: Any, tokenizer: Any) -> None:
+    """A few short requests before measuring: the first passes after start run at half speed."""
+    from speedbench_plugin.engines.base import Sampling
+    from speedbench_plugin.runner import WorkItem, run_round
+
+    items = [WorkItem(f"warmup{i}", "warmup", (text,)) for i, text in enumerate(WARMUP_PROMPTS)]
+    warm = host.run(run_round(host.engine, tokenizer, items, Sampling(max_tokens=32), concurrency=1))
+    if warm.errors:
+        pytest.fail(f"engine warm-up failed: {warm.errors[0]}", pytrace=False)
 
 
 @pytest.fixture

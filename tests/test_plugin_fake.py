@@ -85,3 +85,38 @@ def test_engine_start_failure_fails_its_cases(pytester: pytest.Pytester, tiny_mo
     )
     result.stdout.fnmatch_lines(["*engine fake with drafter*failed to start*fail_start*"])
     assert result.ret != 0
+
+
+def test_missing_model_path_names_the_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    result = pytester.runpytest_subprocess("--speedbench-engine", "fake", "--speedbench-model", "/no/such/model")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--speedbench-model '/no/such/model': no such model directory*"])
+
+
+LONG_PROMPT = """
+import pytest
+from speedbench_plugin.runner import WorkItem
+
+ITEMS = [
+    WorkItem("short", "demo", ("Say hi.",)),
+    WorkItem("huge", "demo", ("word " * 6000,)),
+]
+
+@pytest.mark.qualitative
+def test_case(sb_case, sb_concurrency):
+    sb_case.run(ITEMS, split="qualitative", labels={"category": "demo"}, concurrency=sb_concurrency)
+"""
+
+
+def test_prompt_beyond_context_is_named_and_the_rest_still_runs(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytester.makepyfile(test_cases=LONG_PROMPT)
+    out = pytester.path / "sb.json"
+    result = pytester.runpytest_subprocess(
+        "--speedbench-engine", "fake", "--speedbench-model", tiny_model_dir, "--speedbench-drafter", "ngram:k=2",
+        "--speedbench-max-tokens", "16", "--speedbench-json", str(out),
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*huge turn 0: PromptTooLong: prompt huge turn 1: * prompt tokens + 16 output tokens exceed*"])
+    record = json.loads(out.read_text())["benchmarks"][0]["extra_info"]["speedbench"]
+    assert record["num_requests"] == 1 and record["output_tokens"] == 16
