@@ -17,9 +17,9 @@ BENCH_ARGS ?=
 TEST_ARGS ?=
 STAMP_UTC := $(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: install models data bench throughput test lint clean
+.PHONY: install models docs data bench throughput test lint clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[cpu,dev]'
@@ -33,9 +33,18 @@ install: $(STAMP)
 models: install
 	$(PY) -m speedbench_plugin.models --tiny
 
-data: models
-	$(PY) -m speedbench_plugin.data build-qualitative
+data: models docs
+	$(PY) -m speedbench_plugin.data fetch-bigbench
+	$(PY) -m speedbench_plugin.data build-qualitative --require-bigbench
 	$(PY) -m speedbench_plugin.data build-throughput
+
+# Debian's Python docs: long technical prose for the throughput tiers (the build falls back to
+# pydoc_data's topics without them, and its manifest says so).
+docs:
+	@if [ -d /usr/share/doc/python3.11/html/_sources ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq python3.11-doc >/dev/null) || echo "python3.11-doc not installed: throughput prose falls back to pydoc_data"; \
+	else echo "python3.11-doc is not installed (needs root): throughput prose falls back to pydoc_data"; fi
 
 bench: data
 	mkdir -p results

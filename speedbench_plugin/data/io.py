@@ -1,0 +1,124 @@
+"""Read and write question files (JSONL or parquet in SPEED-Bench's schema) and the data cache."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from speedbench_plugin.cache import atomic_write_text, cache_dir
+from speedbench_plugin.data.schema import FIELDS, DataError, Question, validate_questions
+
+SUFFIXES = (".jsonl", ".parquet")
+
+
+def data_dir() -> Path:
+    """``<cache>/data``: built splits, manifests, embedding cache, extracted sources."""
+    path = cache_dir() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
+    """Binary twin of ``cache.atomic_write_text`` (parquet and .npy files)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} row {number}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not UTF-8") from exc
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise DataError(f"{path}: cannot read as parquet ({exc})") from exc
+    # pyarrow's to_pylist gives plain Python lists and None (pandas would give arrays and NaN).
+    for number, row in enumerate(table.to_pylist(), start=1):
+        yield f"{path} row {number}", row
+
+
+def read_questions(path: str | os.PathLike[str]) -> list[Question]:
+    file = Path(path)
+    if not file.exists():
+        raise DataError(f"{file}: no such file")
+    if file.suffix == ".jsonl":
+        rows = _jsonl_rows(file)
+    elif file.suffix == ".parquet":
+        rows = _parquet_rows(file)
+    else:
+        raise DataError(f"{file}: unsupported file type (expected {' or '.join(SUFFIXES)})")
+    return validate_questions(rows, str(file))
+
+
+def questions_to_jsonl(questions: Sequence[Question]) -> str:
+    return "".join(json.dumps(q.to_row(), ensure_ascii=False) + "\n" for q in questions)
+
+
+def questions_to_parquet(questions: Sequence[Question]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([
+        ("question_id", pa.string()), ("category", pa.string()), ("sub_category", pa.string()),
+        ("turns", pa.list_(pa.string())), ("source", pa.string()), ("src_id", pa.string()),
+        ("difficulty", pa.string()), ("multiturn", pa.bool_()),
+    ])
+    table = pa.Table.from_pylist([q.to_row() for q in questions], schema=schema)
+    assert tuple(table.column_names) == FIELDS
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_questions(path: str | os.PathLike[str], questions: Sequence[Question]) -> None:
+    file = Path(path)
+    if file.suffix == ".jsonl":
+        atomic_write_text(file, questions_to_jsonl(questions))
+    elif file.suffix == ".parquet":
+        atomic_write_bytes(file, questions_to_parquet(questions))
+    else:
+        raise DataError(f"{file}: unsupported file type (expected {' or '.join(SUFFIXES)})")
+
+
+def qualitative_dir() -> Path:
+    return data_dir() / "qualitative"
+
+
+def qualitative_split_path() -> Path:
+    """The offline qualitative split written by ``python -m speedbench_plugin.data build-qualitative``."""
+    return qualitative_dir() / "test.jsonl"
+
+
+def throughput_dir() -> Path:
+    return data_dir() / "throughput"

@@ -1,0 +1,139 @@
+"""Build the offline qualitative split: candidate pools -> MiniLM -> Algorithm 1 per category -> cache."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from speedbench_plugin.cache import atomic_write_json, sha256_text
+from speedbench_plugin.data.embed import EMBEDDER_NAME, EMBEDDER_WEIGHTS_SHA256, Embedder
+from speedbench_plugin.data.io import qualitative_dir, qualitative_split_path, write_questions
+from speedbench_plugin.data.pools import PoolReport, _seed, build_pools
+from speedbench_plugin.data.schema import FIELDS, QUALITATIVE_CATEGORIES, Question
+from speedbench_plugin.data.select import mean_pairwise_cosine, random_sample, select_diverse
+from speedbench_plugin.data.sources import SourceLog, bigbench_available
+
+DEFAULT_PER_CATEGORY = 80  # SPEED-Bench's qualitative split: 80 per category, 880 rows
+
+
+def manifest_path():
+    return qualitative_dir() / "manifest.json"
+
+
+def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Build and write the split and its manifest; returns the manifest."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    log = SourceLog()
+    embedder = Embedder()
+    t0 = time.perf_counter()
+    pools, report = build_pools(log, lambda texts: embedder.embed(texts, progress="retrieval" if progress else None))
+    t_pools = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    texts = [q.text for category in QUALITATIVE_CATEGORIES for q in pools[category]]
+    embedder.embed(texts, progress="candidates" if progress else None)  # one batched pass over everything
+    t_embed = time.perf_counter() - t0
+    embedder.save()
+
+    t0 = time.perf_counter()
+    selected: list[Question] = []
+    categories: dict[str, Any] = {}
+    for category in tqdm(QUALITATIVE_CATEGORIES, desc="select (Algorithm 1)", disable=not progress):
+        pool = pools[category]
+        vectors = embedder.embed([q.text for q in pool])
+        chosen, stats = _select_category(category, pool, vectors, per_category, seed)
+        selected.extend(chosen)
+        categories[category] = stats | _pool_notes(category, pool, chosen, report, per_category)
+    t_select = time.perf_counter() - t0
+
+    write_questions(qualitative_split_path(), selected)
+    write_questions(qualitative_split_path().with_suffix(".parquet"), selected)
+    manifest = {
+        "kind": "speedbench-qualitative",
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": [str(qualitative_split_path()), str(qualitative_split_path().with_suffix(".parquet"))],
+        "schema": list(FIELDS),
+        "seed": seed,
+        "per_category_target": per_category,
+        "rows": len(selected),
+        "multiturn_rows": sum(q.multiturn for q in selected),
+        "embedder": {"name": EMBEDDER_NAME, "weights_sha256": EMBEDDER_WEIGHTS_SHA256,
+                     "candidate_texts": len(set(texts)), "texts_embedded_by_this_build": embedder.computed},
+        "selection": {"algorithm": "SPEED-Bench Algorithm 1: greedy min summed cosine from a seeded random start, "
+                                   "then best-improvement swaps until none strictly improves (cap 50*k)",
+                      "random_baseline": "seeded uniform sample of the same size from the same pool"},
+        "build_seconds": {"sources_and_pools": round(t_pools, 2), "embedding": round(t_embed, 2),
+                          "selection": round(t_select, 2), "embedding_plus_selection": round(t_embed + t_select, 2),
+                          "total": round(time.perf_counter() - started, 2)},
+        "all_categories_beat_random": all(c["selection_beats_random"] for c in categories.values()),
+        "bigbench_extracted": bigbench_available(),
+        "sources": log.entries,
+        "sources_missing": log.missing,
+        "categories": categories,
+        "prompt_sha256": {q.question_id: sha256_text("\n\n".join(q.turns)) for q in selected},
+    }
+    atomic_write_json(manifest_path(), manifest)
+    return manifest
+
+
+def _select_category(category: str, pool: list[Question], vectors: np.ndarray, k: int, seed: int):
+    if len(pool) == 0:
+        return [], {"candidates": 0, "selected": 0, "avg_pairwise_cosine_selected": None,
+                    "avg_pairwise_cosine_random": None, "selection_beats_random": False}
+    selection = select_diverse(vectors, k, seed=_seed("select", seed, category))
+    chosen = [pool[i] for i in selection.indices]
+    baseline = random_sample(len(pool), k, seed=_seed("random", seed, category))
+    cos_selected = mean_pairwise_cosine(vectors[list(selection.indices)])
+    cos_random = mean_pairwise_cosine(vectors[baseline])
+    return chosen, {
+        "candidates": len(pool),
+        "selected": len(chosen),
+        "avg_pairwise_cosine_selected": round(cos_selected, 4),
+        "avg_pairwise_cosine_random": round(cos_random, 4),
+        "avg_pairwise_cosine_pool": round(mean_pairwise_cosine(vectors), 4),
+        # With the whole pool selected there is nothing to choose and the two figures coincide.
+        "selection_beats_random": bool(cos_selected < cos_random),
+        "objective_greedy": round(selection.greedy_objective, 4),
+        "objective_final": round(selection.objective, 4),
+        "swaps": selection.swaps,
+        "swaps_converged": selection.converged,
+    }
+
+
+def _pool_notes(category: str, pool: list[Question], chosen: list[Question], report: PoolReport, target: int) -> dict[str, Any]:
+    notes: dict[str, Any] = {
+        "sub_categories_candidates": report.counts.get(category, {}),
+        "sub_categories_selected": dict(Counter(q.sub_category or "-" for q in chosen)),
+        "multiturn_selected": sum(q.multiturn for q in chosen),
+        "duplicates_dropped": report.duplicates_dropped.get(category, 0),
+        "short_by": max(0, target - len(chosen)),
+    }
+    if report.unavailable.get(category):
+        notes["sources_unavailable"] = report.unavailable[category]
+    if notes["short_by"]:
+        why = "; ".join(report.unavailable.get(category, [])) or "the installed sources give no more candidates"
+        notes["why_short"] = f"only {len(pool)} candidates: {why}"
+    elif len(pool) <= target:
+        notes["why_no_choice"] = "the pool is no larger than the target, so every candidate is kept"
+    return notes
+
+
+def summary_lines(manifest: dict[str, Any]) -> list[str]:
+    lines = [(f"qualitative split: {manifest['rows']} rows ({manifest['multiturn_rows']} multi-turn), "
+              f"built {manifest['built_at']}, seed {manifest['seed']}")]
+    lines.append(f"  {'category':<14}{'cands':>6}{'sel':>5}{'short':>6}{'cos sel':>9}{'cos rand':>9}  beats")
+    for category, c in manifest["categories"].items():
+        lines.append(f"  {category:<14}{c['candidates']:>6}{c['selected']:>5}{c['short_by']:>6}"
+                     f"{c['avg_pairwise_cosine_selected'] or float('nan'):>9.3f}"
+                     f"{c['avg_pairwise_cosine_random'] or float('nan'):>9.3f}  {'yes' if c['selection_beats_random'] else 'NO'}")
+    seconds = manifest["build_seconds"]
+    lines.append(f"  times (s): pools {seconds['sources_and_pools']}, embedding {seconds['embedding']}, "
+                 f"selection {seconds['selection']}, total {seconds['total']}")
+    if manifest.get("sources_missing"):
+        lines.append(f"  missing sources: {manifest['sources_missing']}")
+    return lines
