@@ -41,6 +41,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("speedbench-endpoint", "URL of an OpenAI-compatible server (engine openai)"),
     Option("speedbench-preset", "a preset name or YAML file (engine, model, drafters, args)"),
     Option("speedbench-json", "also write the suite's own results JSON here (atomic)"),
+    Option("speedbench-cross-engine", "a second engine to run the same prompts on (test_cross_engine)"),
     Option("speedbench-progress", "progress bars: auto, on or off", "auto"),
 )
 

@@ -61,6 +61,7 @@ class Settings:
     endpoint: str | None = None
     results_json: str | None = None
     progress: str = "auto"
+    cross_engine: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -104,4 +105,5 @@ class Settings:
             endpoint=get("speedbench-endpoint"),
             results_json=get("speedbench-json"),
             progress=progress,
+            cross_engine=get("speedbench-cross-engine"),
         )
