@@ -22,7 +22,7 @@ def _run(pytester: pytest.Pytester, model: str, *args: str) -> tuple[pytest.RunR
     pytester.makepyfile(test_cases=CASES)
     out = pytester.path / "results.json"
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--speedbench-engine", "fake", "--speedbench-model", model,
+        "-p", "no:cacheprovider", "--speedbench-engine", "fake", f"--speedbench-model={model}",
         "--speedbench-drafter", "none", "--speedbench-drafter", "ngram:k=3",
         "--speedbench-max-tokens", "40", "--benchmark-json", str(out), *args,
     )
@@ -72,7 +72,7 @@ def test_bad_drafter_spec_names_the_option(pytester: pytest.Pytester, tiny_model
 
 def test_unknown_engine_lists_known_ones(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
     pytester.makepyfile(test_cases=CASES)
-    result = pytester.runpytest_subprocess("--speedbench-engine", "nope", "--speedbench-model", tiny_model_dir)
+    result = pytester.runpytest_subprocess("--speedbench-engine", "nope", f"--speedbench-model={tiny_model_dir}")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*--speedbench-engine 'nope' is not a known engine; known:*fake*vllm*"])
 
@@ -80,7 +80,7 @@ def test_unknown_engine_lists_known_ones(pytester: pytest.Pytester, tiny_model_d
 def test_engine_start_failure_fails_its_cases(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
     pytester.makepyfile(test_cases=CASES)
     result = pytester.runpytest_subprocess(
-        "--speedbench-engine", "fake", "--speedbench-model", tiny_model_dir,
+        "--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}",
         "--speedbench-engine-args", "fail_start=true",
     )
     result.stdout.fnmatch_lines(["*engine fake with drafter*failed to start*fail_start*"])
@@ -89,7 +89,7 @@ def test_engine_start_failure_fails_its_cases(pytester: pytest.Pytester, tiny_mo
 
 def test_missing_model_path_names_the_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_cases=CASES)
-    result = pytester.runpytest_subprocess("--speedbench-engine", "fake", "--speedbench-model", "/no/such/model")
+    result = pytester.runpytest_subprocess("--speedbench-engine", "fake", "--speedbench-model=/no/such/model")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*--speedbench-model '/no/such/model': no such model directory*"])
 
@@ -113,7 +113,7 @@ def test_prompt_beyond_context_is_named_and_the_rest_still_runs(pytester: pytest
     pytester.makepyfile(test_cases=LONG_PROMPT)
     out = pytester.path / "sb.json"
     result = pytester.runpytest_subprocess(
-        "--speedbench-engine", "fake", "--speedbench-model", tiny_model_dir, "--speedbench-drafter", "ngram:k=2",
+        "--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}", "--speedbench-drafter", "ngram:k=2",
         "--speedbench-max-tokens", "16", "--speedbench-json", str(out),
     )
     result.assert_outcomes(failed=1)

@@ -1,0 +1,389 @@
+"""Judge one case's record against its baseline record: per metric, then the case.
+
+Decision per metric (direction-aware, see README "Regression gate"):
+
+* acceptance (AL, AR, per-position rate): paired over the same requests (question, turn; rounds
+  pooled). Regressed when the drop exceeds max(ABS, REL x baseline), the interval of the change
+  lies wholly below zero, and the family-adjusted one-sided p-value is <= alpha. Identical
+  per-request counts (greedy, same engine) are reported as ``identical`` without statistics.
+* speed (output TPS, median user TPS, median TTFT), per round: regressed when the change of the
+  medians is beyond max(REL, CV_FACTOR x baseline CV) in the bad direction (TPS down, TTFT up),
+  the interval of the relative change excludes zero on that side, and the adjusted one-sided
+  Mann-Whitney U p-value is <= alpha. Needs ``min_rounds`` rounds on both sides.
+
+Adjustment: Holm's step-down across the case's metrics of one kind at level alpha / m, where m
+is the number of compared cases in the session (a per-case Bonferroni bound, because a case is
+judged when it finishes, before the other cases' p-values exist). The session-wide Holm
+procedure is re-run at the end and lists "borderline" cases it alone would flag.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from speedbench_plugin.compare import stats
+from speedbench_plugin.compare.baseline import HARDWARE_COMPARABLE_KEYS
+from speedbench_plugin.compare.settings import Thresholds
+
+MIN_PAIRED_REQUESTS = 5
+
+REGRESSED, IMPROVED, UNCHANGED, IDENTICAL, NOT_COMPARABLE = (
+    "regressed", "improved", "unchanged", "identical", "not comparable",
+)
+STATUS_ORDER = (REGRESSED, IMPROVED, UNCHANGED, IDENTICAL, NOT_COMPARABLE)
+
+
+@dataclass
+class MetricResult:
+    metric: str
+    kind: str  # "acceptance" or "speed"
+    status: str
+    baseline: float | None = None
+    current: float | None = None
+    change: float | None = None  # acceptance: absolute; speed: relative
+    ci: tuple[float, float] | None = None  # interval of ``change``
+    threshold: float | None = None  # on the scale of ``change``
+    p_worse: float | None = None  # raw one-sided
+    p_better: float | None = None
+    p_adj: float | None = None  # family-adjusted, in the direction of the verdict
+    adj_worse: float | None = None
+    adj_better: float | None = None
+    beyond_worse: bool = False  # effect and interval say worse (used by the session-wide Holm)
+    n: int | None = None  # paired requests, or rounds (baseline, current) as n_baseline
+    n_current: int | None = None
+    note: str = ""
+    unit: str = ""
+
+
+@dataclass
+class CaseComparison:
+    case_id: str
+    baseline_case_id: str | None
+    baseline_path: str
+    status: str
+    metrics: list[MetricResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    family_size: int = 1
+    confidence: float = 0.99
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+def _finite(value: Any) -> Any:
+    """NaN and inf become None: records travel through JSON and xdist."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- per-request units ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One (question, turn) with its counts summed over rounds."""
+
+    histogram: tuple[int, ...]
+    accepted: int | None  # engine counters, None when any round lacked them
+    draft_tokens: int | None
+
+
+def units_of(record: dict[str, Any]) -> dict[tuple[str, int], Unit]:
+    hist: dict[tuple[str, int], list[int]] = {}
+    counters: dict[tuple[str, int], list[int] | None] = {}
+    for row in record.get("requests") or []:
+        if row.get("error") or row.get("step_histogram") is None:
+            continue
+        key = (str(row["question_id"]), int(row.get("turn") or 0))
+        h = hist.setdefault(key, [])
+        for j, count in enumerate(row["step_histogram"]):
+            if j == len(h):
+                h.append(0)
+            h[j] += int(count)
+        c = row.get("counters")
+        if key not in counters:
+            counters[key] = [0, 0]
+        if c is None or counters[key] is None:
+            counters[key] = None
+        else:
+            counters[key][0] += int(c.get("num_accepted_tokens") or 0)
+            counters[key][1] += int(c.get("num_draft_tokens") or 0)
+    return {
+        key: Unit(tuple(h), *(counters[key] or (None, None)))
+        for key, h in hist.items()
+    }
+
+
+def _al_parts(u: Unit) -> tuple[float, float]:
+    return float(sum((j + 1) * c for j, c in enumerate(u.histogram))), float(sum(u.histogram))
+
+
+def _pp_parts(u: Unit, position: int) -> tuple[float, float]:
+    return float(sum(u.histogram[position + 1:])), float(sum(u.histogram))
+
+
+def acceptance_ratios(base: list[Unit], cur: list[Unit], k_base: int, k_cur: int) -> dict[str, stats.PairedRatio]:
+    def paired(parts: Callable[[Unit], tuple[float, float]]) -> stats.PairedRatio:
+        b = [parts(u) for u in base]
+        c = [parts(u) for u in cur]
+        return stats.PairedRatio.of([x[0] for x in b], [x[1] for x in b], [x[0] for x in c], [x[1] for x in c])
+
+    out = {"AL": paired(_al_parts)}
+    if all(u.accepted is not None for u in base + cur):
+        out["AR"] = paired(lambda u: (float(u.accepted or 0), float(u.draft_tokens or 0)))
+    elif k_base == k_cur:
+        # No engine counters: drafted tokens are k per step, as seen in the stream.
+        out["AR"] = paired(lambda u: (_al_parts(u)[0] - _al_parts(u)[1], k_base * _al_parts(u)[1]))
+    for position in range(min(k_base, k_cur)):
+        out[f"pp[{position}]"] = paired(lambda u, p=position: _pp_parts(u, p))
+    return out
+
+
+# --- speed per round ------------------------------------------------------------------------
+
+
+def _per_round_median(record: dict[str, Any], key: str) -> list[float]:
+    by_round: dict[int, list[float]] = defaultdict(list)
+    for row in record.get("requests") or []:
+        value = row.get(key)
+        if not row.get("error") and value is not None and math.isfinite(value):
+            by_round[int(row.get("round") or 0)].append(float(value))
+    return [statistics.median(by_round[r]) for r in sorted(by_round)]
+
+
+@dataclass(frozen=True)
+class SpeedMetric:
+    name: str
+    unit: str
+    higher_is_better: bool
+    per_round: Callable[[dict[str, Any]], list[float]]
+
+
+SPEED_METRICS = (
+    SpeedMetric("output TPS", "tok/s", True, lambda r: [v for v in r.get("output_tps_rounds") or [] if v is not None]),
+    SpeedMetric("user TPS median", "tok/s", True, lambda r: _per_round_median(r, "user_tps")),
+    SpeedMetric("TTFT median", "s", False, lambda r: _per_round_median(r, "ttft_s")),
+)
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+
+def _differences(base: dict[str, Any], cur: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    return [f"{key} {base.get(key)!r} -> {cur.get(key)!r}" for key in keys if base.get(key) != cur.get(key)]
+
+
+def speed_blockers(base: dict[str, Any], cur: dict[str, Any], base_hw: dict[str, Any], cur_hw: dict[str, Any]) -> list[str]:
+    """What makes throughput incomparable: other hardware, model, drafter or load."""
+    return _differences(base, cur, ("model_sha", "drafter", "k", "concurrency")) + _differences(
+        base_hw, cur_hw, HARDWARE_COMPARABLE_KEYS
+    )
+
+
+def workload_blockers(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
+    """What makes every figure incomparable: another workload."""
+    return _differences(base, cur, ("max_tokens", "temperature"))
+
+
+# --- the case -------------------------------------------------------------------------------
+
+
+def _adjust(results: list[MetricResult], family_size: int) -> None:
+    """Holm across this case's tests of one kind, Bonferroni-scaled by the number of cases."""
+    tested = [r for r in results if r.p_worse is not None and r.status != IDENTICAL]
+    for attr in ("p_worse", "p_better"):
+        adjusted = stats.holm_adjusted([getattr(r, attr) for r in tested])
+        for r, p in zip(tested, adjusted):
+            setattr(r, "adj_worse" if attr == "p_worse" else "adj_better", min(1.0, p * family_size))
+
+
+def _decide(r: MetricResult, alpha: float, worse_sign: int) -> None:
+    """worse_sign: -1 when a lower value is worse (AL, TPS), +1 when higher is worse (TTFT)."""
+    if r.change is None or r.ci is None or r.threshold is None or None in r.ci:
+        r.status = NOT_COMPARABLE
+        r.note = r.note or "no interval (too few steps)"
+        return
+    worse_effect = worse_sign * r.change > r.threshold
+    better_effect = -worse_sign * r.change > r.threshold
+    lo, hi = r.ci
+    worse_ci = hi < 0 if worse_sign < 0 else lo > 0
+    better_ci = lo > 0 if worse_sign < 0 else hi < 0
+    adj_worse = 1.0 if r.adj_worse is None else r.adj_worse
+    adj_better = 1.0 if r.adj_better is None else r.adj_better
+    r.beyond_worse = worse_effect and worse_ci
+    if worse_effect and worse_ci and adj_worse <= alpha:
+        r.status, r.p_adj = REGRESSED, adj_worse
+    elif better_effect and better_ci and adj_better <= alpha:
+        r.status, r.p_adj = IMPROVED, adj_better
+    else:
+        r.status, r.p_adj = UNCHANGED, min(adj_worse, adj_better)
+
+
+def compare_acceptance(base: dict[str, Any], cur: dict[str, Any], t: Thresholds, family_size: int, seed: int) -> tuple[list[MetricResult], list[str]]:
+    k_base, k_cur = int(base.get("k") or 0), int(cur.get("k") or 0)
+    if not k_base or not k_cur:
+        return [], ([] if k_base == k_cur else [f"acceptance not comparable: k {k_base} -> {k_cur}"])
+    base_units, cur_units = units_of(base), units_of(cur)
+    common = sorted(set(base_units) & set(cur_units))
+    notes = []
+    unpaired = len(set(base_units) ^ set(cur_units))
+    if unpaired:
+        notes.append(f"{unpaired} request(s) only in one run were left out of the pairing")
+    if len(common) < MIN_PAIRED_REQUESTS:
+        return [MetricResult("AL", "acceptance", NOT_COMPARABLE, n=len(common),
+                             note=f"only {len(common)} paired requests (need {MIN_PAIRED_REQUESTS})")], notes
+    b, c = [base_units[key] for key in common], [cur_units[key] for key in common]
+    ratios = acceptance_ratios(b, c, k_base, k_cur)
+    if k_base == k_cur and b == c:
+        results = [
+            MetricResult(name, "acceptance", IDENTICAL, ratio.baseline, ratio.current, 0.0, (0.0, 0.0), n=len(common),
+                         note="identical per-request counts")
+            for name, ratio in ratios.items()
+        ]
+        return results, notes
+    shifts = stats.paired_bootstrap(ratios, confidence=t.confidence, resamples=t.resamples, seed=seed)
+    results = []
+    for name, shift in shifts.items():
+        absolute, relative = (t.al_abs, t.al_rel) if name == "AL" else (t.rate_abs, t.rate_rel)
+        results.append(MetricResult(
+            name, "acceptance", UNCHANGED, shift.baseline, shift.current, shift.change,
+            (shift.ci_low, shift.ci_high), stats.drop_threshold(shift.baseline, absolute, relative),
+            shift.p_worse, shift.p_better, n=shift.n,
+        ))
+    _adjust(results, family_size)
+    for r in results:
+        _decide(r, t.alpha, worse_sign=-1)
+    return results, notes
+
+
+def compare_speed(base: dict[str, Any], cur: dict[str, Any], t: Thresholds, family_size: int, seed: int,
+                  blockers: list[str], force: bool) -> tuple[list[MetricResult], list[str]]:
+    n_base, n_cur = int(base.get("rounds") or 0), int(cur.get("rounds") or 0)
+    if blockers and not force:
+        reason = "fingerprint differs: " + "; ".join(blockers) + " (--speedbench-compare-force judges it anyway)"
+        return [MetricResult(m.name, "speed", NOT_COMPARABLE, note=reason, unit=m.unit) for m in SPEED_METRICS], []
+    notes = [f"speed judged despite: {'; '.join(blockers)} (forced)"] if blockers else []
+    if min(n_base, n_cur) < t.min_rounds:
+        fewest = min(n_base, n_cur)
+        reason = (
+            f"only {fewest} round{'s' if fewest != 1 else ''} (baseline {n_base}, current {n_cur}; "
+            f"need {t.min_rounds}: --speedbench-rounds)"
+        )
+        return [MetricResult(m.name, "speed", NOT_COMPARABLE, note=reason, unit=m.unit) for m in SPEED_METRICS], notes
+    results = []
+    for metric in SPEED_METRICS:
+        b, c = metric.per_round(base), metric.per_round(cur)
+        if min(len(b), len(c)) < 2:
+            results.append(MetricResult(metric.name, "speed", NOT_COMPARABLE, note="no per-round values", unit=metric.unit))
+            continue
+        shift = stats.speed_shift(b, c, higher_is_better=metric.higher_is_better, confidence=t.confidence, seed=seed)
+        results.append(MetricResult(
+            metric.name, "speed", UNCHANGED, shift.baseline, shift.current, shift.rel_change,
+            (shift.ci_low, shift.ci_high), stats.speed_threshold(shift.baseline_cv, t.speed_rel, t.cv_factor),
+            shift.p_worse, shift.p_better, n=shift.n_baseline, n_current=shift.n_current, unit=metric.unit,
+            note=f"baseline CV {shift.baseline_cv:.1%}",
+        ))
+    tested = [r for r in results if r.p_worse is not None]
+    floor = stats.smallest_mannwhitney_p(min(n_base, n_cur), min(n_base, n_cur))
+    if tested and floor * len(tested) * family_size > t.alpha:
+        notes.append(
+            f"with {min(n_base, n_cur)} rounds the smallest possible p ({floor:.1e}) cannot pass alpha {t.alpha} "
+            f"over {family_size} case(s) x {len(tested)} metrics: add rounds to judge speed"
+        )
+    _adjust(tested, family_size)
+    for r in tested:
+        higher_is_better = next(m.higher_is_better for m in SPEED_METRICS if m.name == r.metric)
+        _decide(r, t.alpha, worse_sign=-1 if higher_is_better else 1)
+    return results, notes
+
+
+def case_status(metrics: list[MetricResult]) -> str:
+    statuses = {m.status for m in metrics}
+    for status in (REGRESSED, IMPROVED):
+        if status in statuses:
+            return status
+    compared = statuses - {NOT_COMPARABLE}
+    if not compared:
+        return NOT_COMPARABLE
+    return IDENTICAL if compared == {IDENTICAL} else UNCHANGED
+
+
+def compare_case(
+    current: dict[str, Any],
+    baseline: dict[str, Any],
+    *,
+    baseline_path: str,
+    thresholds: Thresholds,
+    family_size: int,
+    current_hardware: dict[str, Any],
+    baseline_hardware: dict[str, Any],
+    force: bool = False,
+) -> CaseComparison:
+    out = CaseComparison(str(current.get("case_id")), str(baseline.get("case_id")), baseline_path, NOT_COMPARABLE,
+                         family_size=family_size, confidence=thresholds.confidence)
+    if current.get("engine_version") != baseline.get("engine_version") or current.get("engine") != baseline.get("engine"):
+        out.notes.append(
+            f"engine {baseline.get('engine')} {baseline.get('engine_version')} (baseline) -> "
+            f"{current.get('engine')} {current.get('engine_version')} (current)"
+        )
+    if current.get("drafter") != baseline.get("drafter"):
+        out.notes.append(f"drafter {baseline.get('drafter')} (baseline) -> {current.get('drafter')} (current)")
+    if current.get("model_sha") != baseline.get("model_sha"):
+        out.notes.append(
+            f"model differs: sha {str(baseline.get('model_sha'))[:12]} (baseline) -> {str(current.get('model_sha'))[:12]} (current)"
+        )
+    blockers = workload_blockers(baseline, current)
+    if blockers:
+        out.notes.append("other workload: " + "; ".join(blockers))
+        return out
+    seed = stats.seed_for(out.case_id)
+    acceptance, notes_a = compare_acceptance(baseline, current, thresholds, family_size, seed)
+    speed, notes_s = compare_speed(
+        baseline, current, thresholds, family_size, seed,
+        speed_blockers(baseline, current, baseline_hardware, current_hardware), force,
+    )
+    out.metrics = acceptance + speed
+    out.notes += notes_a + notes_s
+    out.status = case_status(out.metrics)
+    return out
+
+
+# --- words ----------------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def describe_metric(m: dict[str, Any], confidence: float = 0.99) -> str:
+    """One line: metric, baseline -> current, change, interval, threshold, p."""
+    level = f"{confidence:.0%}" if confidence * 100 == round(confidence * 100) else f"{confidence:.1%}"
+    if m["status"] == NOT_COMPARABLE:
+        return f"{m['metric']}: not comparable ({m.get('note') or '?'})"
+    if m["kind"] == "acceptance":
+        if m["status"] == IDENTICAL:
+            return f"{m['metric']} {_num(m['baseline'])} -> {_num(m['current'])}: identical ({m['n']} paired requests)"
+        rel = m["change"] / abs(m["baseline"]) if m["baseline"] else float("nan")
+        ci = m.get("ci") or (None, None)
+        return (
+            f"{m['metric']} {_num(m['baseline'])} -> {_num(m['current'])}: change {m['change']:+.3f} ({rel:+.1%}), "
+            f"{level} CI [{_num(ci[0])}, {_num(ci[1])}], threshold {m['threshold']:.3f}, "
+            f"p_adj {m['p_adj']:.1e}, {m['n']} paired requests"
+        )
+    ci = m.get("ci") or (None, None)
+    digits = 3 if m.get("unit") == "s" else 1
+    ci_text = f"[{ci[0]:+.1%}, {ci[1]:+.1%}]" if None not in ci else "[-]"
+    return (
+        f"{m['metric']} (median of {m['n']} vs {m['n_current']} rounds) {_num(m['baseline'], digits)} -> "
+        f"{_num(m['current'], digits)} {m.get('unit', '')}: change {m['change']:+.1%}, {level} CI {ci_text}, "
+        f"threshold {m['threshold']:.1%} ({m.get('note')}), p_adj {m['p_adj']:.1e}"
+    )

@@ -1,0 +1,232 @@
+"""pytest plugin of the regression gate: ``--speedbench-save-baseline`` and ``--speedbench-compare``.
+
+Every process loads the baseline itself (pytest-xdist workers judge the cases they run); the
+controller writes a new baseline from the collected records. A case's verdict is stored in its
+record (``record["comparison"]``), which travels with the test report to the controller, where
+the summary is printed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from speedbench_plugin.compare import baseline as bl
+from speedbench_plugin.compare import judge, stats
+from speedbench_plugin.compare.matching import index_by_key, match_key, record_key
+from speedbench_plugin.compare.settings import CompareSettings, add_options
+
+PLUGIN_NAME = "speedbench-compare"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = CompareSettings.from_config(config)
+    if not settings.active:
+        return
+    baseline = None
+    if settings.compare:
+        try:
+            baseline = bl.load(bl.resolve(settings.compare, config.rootpath, must_exist=True))
+        except bl.BaselineError as exc:
+            raise pytest.UsageError(f"--speedbench-compare: {exc}") from None
+    config.pluginmanager.register(ComparePlugin(config, settings, baseline), PLUGIN_NAME)
+
+
+def _display(path: Any, config: pytest.Config) -> str:
+    try:
+        return str(path.relative_to(config.rootpath))
+    except ValueError:
+        return str(path)
+
+
+class ComparePlugin:
+    def __init__(self, config: pytest.Config, settings: CompareSettings, baseline: bl.Baseline | None) -> None:
+        self.config = config
+        self.settings = settings
+        self.baseline = baseline
+        self.index = index_by_key(baseline.cases.values(), settings.match) if baseline else {}
+        self.family_size = max(1, len(self.index))  # refined once the session's cases are collected
+        self.saved: tuple[str, int, list[str]] | None = None
+
+    # --- per case (on whichever process runs it) ---
+
+    @pytest.hookimpl(trylast=True)  # after -k/-m deselection: count the cases that will be judged
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if not self.index:
+            return
+        compared = 0
+        for item in items:
+            drafter = getattr(getattr(item, "callspec", None), "params", {}).get("sb_engine")
+            if drafter is None:
+                continue
+            if match_key(item.name, getattr(drafter, "id", None), self.settings.match) in self.index:
+                compared += 1
+        self.family_size = max(1, compared)
+
+    def pytest_speedbench_check(self, config: pytest.Config, record: dict[str, Any]) -> list[str] | None:
+        if self.baseline is None:
+            return None
+        where = _display(self.baseline.path, config)
+        candidates = self.index.get(record_key(record, self.settings.match), [])
+        if len(candidates) != 1:
+            reason = (
+                "not in the baseline" if not candidates
+                else f"ambiguous: {len(candidates)} baseline cases match ({', '.join(c['case_id'] for c in candidates)})"
+            )
+            comparison = judge.CaseComparison(record["case_id"], None, where, judge.NOT_COMPARABLE, notes=[reason])
+            record["comparison"] = comparison.to_dict()
+            return None
+        comparison = judge.compare_case(
+            record, candidates[0], baseline_path=where, thresholds=self.settings.thresholds,
+            family_size=self.family_size, current_hardware=bl.hardware_fingerprint(),
+            baseline_hardware=self.baseline.hardware, force=self.settings.force,
+        )
+        # The record is the dict the report carries; the verdict rides along to the controller.
+        record["comparison"] = comparison.to_dict()
+        if comparison.status != judge.REGRESSED:
+            return None
+        return [failure_message(record["comparison"])]
+
+    # --- controller ---
+
+    def pytest_speedbench_records(self, config: pytest.Config, records: list[dict[str, Any]]) -> None:
+        if not self.settings.save_baseline:
+            return
+        from speedbench_plugin.cache import atomic_write_json
+        from speedbench_plugin.reports import results_document
+
+        target = bl.resolve(self.settings.save_baseline, config.rootpath, must_exist=False)
+        document = bl.baseline_document(records, results_document(records, config), _benchmark_stats(config))
+        atomic_write_json(target, document)
+        warnings = []
+        failed = [r["case_id"] for r in records if r.get("outcome") == "failed"]
+        if failed:
+            warnings.append(f"{len(failed)} case(s) failed and were saved as measured: {', '.join(failed[:5])}")
+        few = sorted({r.get("rounds") for r in records if (r.get("rounds") or 0) < self.settings.thresholds.min_rounds})
+        if few:
+            warnings.append(
+                f"rounds {', '.join(map(str, few))} < {self.settings.thresholds.min_rounds}: throughput and latency "
+                "will not be judged against this baseline (save with --speedbench-rounds "
+                f"{self.settings.thresholds.min_rounds} or more)"
+            )
+        self.saved = (_display(target, config), len(records), warnings)
+
+    def pytest_speedbench_terminal_summary(self, config: pytest.Config, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+        if self.baseline is not None:
+            terminalreporter.section("speedbench compare")
+            for line in summary_lines(records, self.baseline, self.index, self.settings, config):
+                terminalreporter.line(line)
+        if self.saved is not None:
+            path, count, warnings = self.saved
+            terminalreporter.line(f"speedbench: baseline saved to {path} ({count} cases)")
+            for warning in warnings:
+                terminalreporter.line(f"speedbench: warning: {warning}", yellow=True)
+
+
+def _benchmark_stats(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    """pytest-benchmark's round timings by test name (absent under xdist, where it is off)."""
+    session = getattr(config, "_benchmarksession", None)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for bench in getattr(session, "benchmarks", None) or []:
+            out[bench.name] = {**bench.stats.as_dict(), "data": list(bench.stats.data)}
+    except Exception:  # noqa: BLE001 - private API: the baseline is complete without it
+        return {}
+    return out
+
+
+# --- words ----------------------------------------------------------------------------------
+
+
+def failure_message(comparison: dict[str, Any]) -> str:
+    lines = [f"speedbench compare: regressed against {comparison['baseline_path']}"
+             + (f" (baseline case {comparison['baseline_case_id']})" if comparison["baseline_case_id"] != comparison["case_id"] else "")]
+    lines += [f"  {note}" for note in comparison["notes"]]
+    for metric in comparison["metrics"]:
+        if metric["status"] == judge.REGRESSED:
+            lines.append("  REGRESSED " + judge.describe_metric(metric, comparison["confidence"]))
+    return "\n".join(lines)
+
+
+def _holm_borderline(comparisons: list[dict[str, Any]], alpha: float) -> list[tuple[str, str]]:
+    """Metrics the session-wide Holm procedure would flag that the per-case bound did not."""
+    out = []
+    for kind in ("acceptance", "speed"):
+        tests = [
+            (c["case_id"], m) for c in comparisons for m in c["metrics"]
+            if m["kind"] == kind and m.get("p_worse") is not None and m["status"] in (judge.UNCHANGED, judge.REGRESSED, judge.IMPROVED)
+        ]
+        adjusted = stats.holm_adjusted([m["p_worse"] for _, m in tests])
+        for (case_id, m), p in zip(tests, adjusted):
+            if p <= alpha and m.get("beyond_worse") and m["status"] != judge.REGRESSED:
+                out.append((case_id, m["metric"]))
+    return out
+
+
+def _named(comparison: dict[str, Any]) -> str:
+    """The case id, and the baseline's when matching did not use the id."""
+    other = comparison.get("baseline_case_id")
+    return comparison["case_id"] + (f" (vs {other})" if other and other != comparison["case_id"] else "")
+
+
+def summary_lines(records: list[dict[str, Any]], baseline: bl.Baseline, index: dict[str, list[dict[str, Any]]],
+                  settings: CompareSettings, config: pytest.Config) -> list[str]:
+    comparisons = [r["comparison"] for r in records if r.get("comparison")]
+    current_engines = sorted({f"{r.get('engine')} {r.get('engine_version')}" for r in records})
+    lines = [
+        (f"baseline {_display(baseline.path, config)} (saved {baseline.created}, speedbench {baseline.speedbench_version}): "
+        f"engine {', '.join(baseline.engines)}; current: engine {', '.join(current_engines)}; match by {settings.match}")
+    ]
+    by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in judge.STATUS_ORDER}
+    for c in comparisons:
+        by_status[c["status"]].append(c)
+    lines.append(f"{len(comparisons)} cases: " + ", ".join(f"{len(by_status[s])} {s}" for s in judge.STATUS_ORDER))
+    for status in (judge.REGRESSED, judge.IMPROVED):
+        for c in by_status[status]:
+            lines.append(f"{status.upper()} {_named(c)}")
+            lines += [
+                f"    {m['status']}: {judge.describe_metric(m, c['confidence'])}"
+                for m in c["metrics"] if m["status"] in (judge.REGRESSED, judge.IMPROVED)
+            ]
+    for status in (judge.UNCHANGED, judge.IDENTICAL):
+        if by_status[status]:
+            lines.append(f"{status}: " + ", ".join(_named(c) for c in by_status[status]))
+        if config.option.verbose > 0:  # -v: the figures behind every verdict, not only the failing ones
+            for c in by_status[status]:
+                lines.append(f"  {c['case_id']}")
+                lines += [f"    {judge.describe_metric(m, c['confidence'])}" for m in c["metrics"]
+                          if m["status"] != judge.NOT_COMPARABLE]
+    for c in by_status[judge.NOT_COMPARABLE]:
+        reasons = c["notes"] or sorted({m.get("note") or "" for m in c["metrics"]})
+        lines.append(f"not comparable {c['case_id']}: {'; '.join(r for r in reasons if r)}")
+    # Partial verdicts: acceptance judged, speed not (or the reverse), said once per reason.
+    partial: dict[str, list[str]] = {}
+    for c in comparisons:
+        if c["status"] == judge.NOT_COMPARABLE:
+            continue
+        for m in c["metrics"]:
+            if m["status"] == judge.NOT_COMPARABLE:
+                partial.setdefault(f"{m['kind']} not judged: {m.get('note')}", [])
+                if c["case_id"] not in partial[f"{m['kind']} not judged: {m.get('note')}"]:
+                    partial[f"{m['kind']} not judged: {m.get('note')}"].append(c["case_id"])
+        for note in c["notes"]:
+            partial.setdefault(note, [])
+            if c["case_id"] not in partial[note]:
+                partial[note].append(c["case_id"])
+    for reason, cases in partial.items():
+        lines.append(f"note: {reason} [{len(cases)} case(s)]")
+    for case_id, metric in _holm_borderline(comparisons, settings.thresholds.alpha):
+        lines.append(
+            f"borderline {case_id}: {metric} passes the per-case bound but the session-wide Holm procedure "
+            "would flag it; rerun with more requests or rounds"
+        )
+    run_keys = {record_key(r, settings.match) for r in records}
+    missing = sorted(k for k in index if k not in run_keys)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        lines.append(f"{len(missing)} baseline case(s) not run: {shown}")
+    return lines
