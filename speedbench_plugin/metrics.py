@@ -14,8 +14,9 @@ Conventions, chosen once and named wherever they are reported:
 from __future__ import annotations
 
 import math
+from itertools import pairwise
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -190,7 +191,7 @@ def tpot(result: StreamResult) -> float:
 
 def step_latencies(result: StreamResult) -> list[float]:
     times = [chunk.t for chunk in result.chunks]
-    return [b - a for a, b in zip(times, times[1:])]
+    return [b - a for a, b in pairwise(times)]
 
 
 def output_tps(results: Sequence[StreamResult]) -> float:

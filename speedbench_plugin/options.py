@@ -1,8 +1,9 @@
 """Command-line options, each mirrored as an ini setting (the command line wins)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -54,13 +55,16 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(option.dest, option.help + " (ini)", type="linelist" if option.multiple else "string")
 
 
-def get(config: pytest.Config, name: str) -> Any:
-    """The option's value: command line, then ini, then default. Repeatable options give lists."""
+def get(config: pytest.Config, name: str, fallback: Any = None) -> Any:
+    """The option's value: command line, then ini, then ``fallback`` (a preset's), then default.
+    Repeatable options give lists."""
     option = next(o for o in OPTIONS if o.name == name)
     value = config.getoption(option.dest)
     if value is None:
         ini = config.getini(option.dest)
         value = ini if ini else None
+    if value is None:
+        value = fallback
     if value is None:
         value = option.default
     if option.multiple:

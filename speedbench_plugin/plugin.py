@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,7 @@ def sb_engine(
     request: pytest.FixtureRequest, sb_settings: Settings, sb_model: str, sb_model_sha: str, sb_tokenizer: Any
 ) -> Iterator[EngineUnderTest]:
     """One started engine per (engine, drafter), shared by every case that uses it."""
-    from speedbench_plugin.engines import EngineConfig, UnknownEngine, create_engine
+    from speedbench_plugin.engines import EngineConfig, EngineError, UnknownEngine, create_engine
     from speedbench_plugin.runner import EngineHost
 
     drafter = request.param
@@ -114,6 +115,8 @@ def sb_engine(
         engine = create_engine(sb_settings.engine, config)
     except UnknownEngine as exc:
         pytest.exit(str(exc), returncode=4)
+    except EngineError as exc:  # a configuration the engine rejects before starting
+        pytest.fail(f"engine {sb_settings.engine} with drafter {drafter}: {exc}", pytrace=False)
     host = EngineHost(engine)
     t0 = time.perf_counter()
     try:

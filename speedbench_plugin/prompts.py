@@ -1,10 +1,10 @@
 """Chat template and tokenization, done once by the suite so every engine gets identical token ids."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 
 class PromptTooLong(ValueError):

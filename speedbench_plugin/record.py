@@ -6,8 +6,9 @@ keeps per-request raw counts so a baseline can be compared request by request.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from speedbench_plugin import metrics as m
 from speedbench_plugin.engines.base import SpecCounts

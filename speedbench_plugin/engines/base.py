@@ -6,8 +6,9 @@ by the engine the moment a chunk reaches Python, so harness overhead stays out o
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from speedbench_plugin.drafters import DrafterSpec
 

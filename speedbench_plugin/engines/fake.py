@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from speedbench_plugin.engines.base import Chunk, Engine, EngineError, Sampling, SpecCounts, StreamResult
 

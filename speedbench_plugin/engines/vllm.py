@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Sequence
+from typing import Any
 
 from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines.base import (
@@ -134,7 +135,7 @@ class VLLMEngine(Engine):
             raise EngineError(f"--speedbench-engine-args: vLLM rejected an argument: {exc}") from exc
         try:
             self._engine = AsyncLLM.from_engine_args(args)
-        except Exception as exc:  # noqa: BLE001 - vLLM raises many types; the message is what counts
+        except Exception as exc:
             raise EngineError(f"vLLM failed to start {self.config.model} with {self.config.drafter}: {exc}") from exc
 
     async def stop(self) -> None:

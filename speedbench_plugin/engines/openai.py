@@ -1,0 +1,393 @@
+"""Any OpenAI-compatible endpoint (``--speedbench-engine openai --speedbench-endpoint URL``).
+
+How a user reaches a multi-GPU or multi-node deployment. Token ids in, token ids out:
+
+* **vLLM servers** (and other OpenAI-compatible servers that return token ids): streams
+  ``POST /v1/completions`` with the token-id list as ``prompt``, ``stream: true``,
+  ``return_token_ids: true`` (vLLM >= 0.10.2; each chunk's ``choices[0].token_ids`` is that chunk's
+  new tokens) and ``stream_options.include_usage: true``. With the server flag
+  ``--per-request-spec-decode-metrics summary|detailed``, vLLM puts the request's SD counters under
+  ``metrics.speculative_decoding`` on the *final usage chunk* — only emitted when usage is requested
+  (vllm/entrypoints/openai/completion/serving.py, ``completion_stream_generator``; field list in
+  vllm/entrypoints/generate/base/protocol.py ``SpeculativeDecodingMetrics``). Cumulative counters
+  come from ``GET /metrics`` (``vllm:spec_decode_num_drafts_total``, ``..._num_draft_tokens_total``,
+  ``..._num_accepted_tokens_total``, ``..._num_accepted_tokens_per_pos_total{position="i"}``),
+  summed over ``engine``/``model_name`` labels and taken as deltas from ``start()``.
+* **SGLang servers** (``engine_args: {api: sglang}``, or detected from ``/server_info``): streams
+  SGLang's native ``POST /generate`` with ``input_ids``, because its OpenAI routes return text and
+  hide ``meta_info``; per-request counters from the final chunk's ``meta_info`` (parsed by
+  :mod:`speedbench_plugin.engines.sglang`). SGLang has no cumulative draft/accept counters, so
+  ``counters()`` sums the per-request ones and says so in the source.
+
+The API key comes from ``SPEEDBENCH_API_KEY`` or ``OPENAI_API_KEY``; it is sent as a bearer token and
+never stored in results or error messages.
+
+``engine_args`` (all optional): ``api`` (``auto``|``openai``|``sglang``), ``served_model_name`` (the
+name the server knows, when it differs from ``--speedbench-model``), ``timeout`` (seconds per read,
+default 600), ``connect_timeout`` (default 10), ``extra_body`` (merged into every request body),
+``metrics_path`` (default ``/metrics``).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from speedbench_plugin.engines import _http
+from speedbench_plugin.engines._http import StreamError
+from speedbench_plugin.engines.base import (
+    Chunk,
+    Engine,
+    EngineConfig,
+    EngineError,
+    Sampling,
+    SpecCounts,
+    StreamResult,
+)
+from speedbench_plugin.engines.sglang import OutputAccumulator, finish_result
+
+VLLM_PREFIX = "vllm:spec_decode_"
+_OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_body", "metrics_path"}
+
+
+def vllm_counts_from_prometheus(text: str) -> SpecCounts | None:
+    """Cumulative vLLM SD counters from ``/metrics`` text; None when the server exports none."""
+    totals = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0}
+    per_pos: dict[int, int] = {}
+    found = False
+    for name, labels, value in _http.parse_prometheus(text):
+        if not (name.startswith(VLLM_PREFIX) and name.endswith("_total")):
+            continue  # skips _created timestamps and any future gauges
+        key = name[len(VLLM_PREFIX) : -len("_total")]
+        if key == "num_accepted_tokens_per_pos":
+            found = True
+            pos = int(labels.get("position", -1))
+            if pos >= 0:
+                per_pos[pos] = per_pos.get(pos, 0) + int(value)
+        elif key in totals:
+            found = True
+            totals[key] += int(value)
+    if not found:
+        return None
+    width = max(per_pos) + 1 if per_pos else 0
+    return SpecCounts(accepted_per_pos=[per_pos.get(i, 0) for i in range(width)], source="vllm:/metrics", **totals)
+
+
+def vllm_counts_from_request(spec: dict[str, Any]) -> SpecCounts:
+    """``metrics.speculative_decoding`` of one response → SpecCounts.
+
+    vLLM counts a step only when it scheduled draft tokens, so ``num_spec_steps`` is vLLM's
+    ``num_drafts``. Per-position counts come from the dense histogram (index = accepted drafts):
+    drafts are accepted as a prefix, so position i was accepted in every step with j > i.
+    """
+    histogram = [int(c) for c in spec.get("acceptance_histogram") or []]
+    if histogram:
+        per_pos = [sum(histogram[i + 1 :]) for i in range(len(histogram) - 1)]
+    else:
+        k = int(spec.get("num_spec_tokens") or 0)
+        per_pos = [sum(1 for a in spec.get("per_step_accepted") or [] if a > i) for i in range(k)]
+    return SpecCounts(
+        num_drafts=int(spec["num_spec_steps"]),
+        num_draft_tokens=int(spec["num_draft_tokens"]),
+        num_accepted_tokens=int(spec["num_accepted_draft_tokens"]),
+        accepted_per_pos=per_pos,
+        source="vllm:per_request",
+    )
+
+
+def completion_body(model: str, prompt_ids: Sequence[int], sampling: Sampling, extra: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": list(prompt_ids),
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "return_token_ids": True,
+    }
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    if sampling.ignore_eos:
+        body["ignore_eos"] = True  # vLLM/SGLang extension; left out otherwise for strict servers
+    body.update(extra)
+    return body
+
+
+def sglang_body(prompt_ids: Sequence[int], sampling: Sampling, extra: dict[str, Any]) -> dict[str, Any]:
+    from speedbench_plugin.engines.sglang import sampling_params_for
+
+    body: dict[str, Any] = {"input_ids": list(prompt_ids), "sampling_params": sampling_params_for(sampling), "stream": True}
+    body.update(extra)
+    return body
+
+
+class OpenAIEngine(Engine):
+    name = "openai"
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        if not config.endpoint:
+            raise EngineError("--speedbench-engine openai needs --speedbench-endpoint URL (e.g. http://127.0.0.1:8000)")
+        self.base = _http.base_url(config.endpoint)
+        args = config.engine_args
+        unknown = set(args) - _OWN_ARGS
+        if unknown:
+            raise EngineError(
+                f"openai engine: unknown engine args {', '.join(sorted(unknown))}; server-side settings "
+                f"belong on the server's command line (known here: {', '.join(sorted(_OWN_ARGS))})"
+            )
+        self.api: str = args.get("api", "auto")
+        if self.api not in ("auto", "openai", "sglang"):
+            raise EngineError(f"openai engine: api must be auto, openai or sglang, not {self.api!r}")
+        self.model_name: str = args.get("served_model_name") or config.model
+        self._client: Any = None
+        self._server_version = "unknown"
+        self._baseline: SpecCounts | None = None
+        self._counters_note: str | None = None
+        self._sglang_totals: list[SpecCounts] = []
+        self._sglang_incremental: bool | None = None
+
+    @property
+    def version(self) -> str:
+        return f"{self.api} server {self._server_version}"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import httpx
+
+        timeout = httpx.Timeout(
+            float(self.config.engine_args.get("timeout", 600)),
+            connect=float(self.config.engine_args.get("connect_timeout", 10)),
+        )
+        self._client = httpx.AsyncClient(base_url=self.base, headers=_http.auth_headers(), timeout=timeout)
+        try:
+            models = await self._get_json("/v1/models")
+            served = [m.get("id") for m in models.get("data", []) if isinstance(m, dict)]
+            if self.model_name not in served:
+                raise EngineError(
+                    f"{self.base} does not serve model {self.model_name!r}; it serves: {', '.join(map(str, served)) or 'nothing'}"
+                    " (pass engine arg served_model_name=NAME if the server uses another name)"
+                )
+            if self.api == "auto":
+                self.api = await self._detect_api()
+            if self.api == "sglang":
+                await self._read_sglang_info()
+            else:
+                await self._read_vllm_info()
+        except BaseException:
+            await self._client.aclose()
+            self._client = None
+            raise
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _get(self, path: str) -> Any:
+        import httpx
+
+        try:
+            return await self._client.get(path)
+        except httpx.ConnectError as exc:
+            raise EngineError(f"endpoint {self.base} is unreachable ({exc}); is the server running?") from exc
+        except httpx.TimeoutException as exc:
+            raise EngineError(f"endpoint {self.base} timed out on GET {path}") from exc
+
+    async def _get_json(self, path: str) -> dict[str, Any]:
+        response = await self._get(path)
+        if response.status_code in (401, 403):
+            raise EngineError(
+                f"{self.base}{path}: HTTP {response.status_code}, the server rejected the API key "
+                f"(set {' or '.join(_http.API_KEY_VARS)})"
+            )
+        if response.status_code != 200:
+            raise EngineError(f"{self.base}{path}: HTTP {response.status_code}: {_http.redact(response.text[:300])}")
+        try:
+            return response.json()
+        except ValueError:
+            raise EngineError(f"{self.base}{path} did not answer JSON; is this an OpenAI-compatible server?") from None
+
+    async def _detect_api(self) -> str:
+        for path in ("/server_info", "/get_server_info"):
+            response = await self._get(path)
+            if response.status_code == 200:
+                try:
+                    info = response.json()
+                except ValueError:
+                    continue
+                if isinstance(info, dict) and ("model_path" in info or "speculative_algorithm" in info):
+                    return "sglang"
+        return "openai"
+
+    async def _read_vllm_info(self) -> None:
+        response = await self._get("/version")
+        if response.status_code == 200:
+            try:
+                self._server_version = f"vllm {response.json().get('version', '?')}"
+            except ValueError:
+                pass
+        self._baseline = await self._scrape_vllm()
+        if self._baseline is None:
+            self._counters_note = (
+                f"counters unavailable: {self.base}{self._metrics_path} exports no vllm:spec_decode_* counters "
+                "(speculative decoding off, metrics disabled, or not a vLLM server)"
+            )
+
+    async def _read_sglang_info(self) -> None:
+        info: dict[str, Any] = {}
+        for path in ("/server_info", "/get_server_info"):
+            response = await self._get(path)
+            if response.status_code == 200:
+                info = response.json()
+                break
+        self._server_version = f"sglang {info.get('version', '?')}"
+        for name in ("incremental_streaming_output", "stream_output"):
+            if name in info:
+                self._sglang_incremental = bool(info[name])
+        if not info.get("speculative_algorithm"):
+            self._counters_note = "counters unavailable: the SGLang server runs without speculative decoding"
+
+    @property
+    def _metrics_path(self) -> str:
+        return self.config.engine_args.get("metrics_path", "/metrics")
+
+    async def _scrape_vllm(self) -> SpecCounts | None:
+        response = await self._get(self._metrics_path)
+        if response.status_code != 200:
+            return None
+        return vllm_counts_from_prometheus(response.text)
+
+    # --- requests -------------------------------------------------------------------------------
+
+    async def generate(self, prompt_ids: Sequence[int], sampling: Sampling, request_id: str) -> StreamResult:
+        if self._client is None:
+            raise EngineError("openai engine: generate() before start()")
+        extra = dict(self.config.engine_args.get("extra_body", {}))
+        if self.api == "sglang":
+            path, body = "/generate", sglang_body(prompt_ids, sampling, extra)
+        else:
+            path, body = "/v1/completions", completion_body(self.model_name, prompt_ids, sampling, extra)
+        result = StreamResult(request_id=request_id, prompt_tokens=len(prompt_ids), t_submit=0.0)
+        await self._stream(path, body, result)
+        return result
+
+    async def _stream(self, path: str, body: dict[str, Any], result: StreamResult) -> None:
+        import httpx
+
+        url = f"{self.base}{path}"
+        headers = {"X-Request-Id": result.request_id}
+        try:
+            result.t_submit = time.perf_counter()
+            async with self._client.stream("POST", path, json=body, headers=headers) as response:
+                if response.status_code != 200:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise StreamError(f"{url}: HTTP {response.status_code}: {_http.redact(text[:500])}", result)
+                events = _http.iter_sse(response.aiter_lines())
+                if self.api == "sglang":
+                    done = await self._read_sglang(events, url, result)
+                else:
+                    done = await self._read_openai(events, url, result)
+        except httpx.ConnectError as exc:
+            raise StreamError(f"endpoint {self.base} is unreachable ({exc})", result) from exc
+        except httpx.TimeoutException as exc:
+            raise StreamError(
+                f"{url}: timed out after {result.output_tokens} tokens of request {result.request_id}", result
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise StreamError(
+                f"{url}: the stream broke after {result.output_tokens} tokens of request {result.request_id}: {exc}",
+                result,
+            ) from exc
+        if not done:
+            raise StreamError(
+                f"{url}: the stream ended without a finish reason after {result.output_tokens} tokens "
+                f"of request {result.request_id}",
+                result,
+            )
+
+    async def _read_openai(self, events: Any, url: str, result: StreamResult) -> bool:
+        finished = False
+        async for event in events:
+            obj = _http.parse_json_event(event, url)
+            if obj is None:
+                break  # [DONE]
+            message = _http.error_message(obj)
+            if message:
+                raise StreamError(f"{url}: server error mid-stream after {result.output_tokens} tokens: {message}", result)
+            for choice in obj.get("choices") or []:
+                ids = choice.get("token_ids")
+                if ids is None and choice.get("text"):
+                    raise StreamError(
+                        f"{url} streams text without token ids; speedbench needs `return_token_ids` "
+                        "(vLLM >= 0.10.2) to measure tokens exactly",
+                        result,
+                    )
+                if ids:
+                    result.chunks.append(Chunk(event.t, tuple(int(i) for i in ids)))
+                if choice.get("finish_reason"):
+                    result.finish_reason = choice["finish_reason"]
+                    finished = True
+            spec = (obj.get("metrics") or {}).get("speculative_decoding")
+            if spec:
+                result.spec = vllm_counts_from_request(spec)
+                result.spec_raw = dict(spec)
+        return finished
+
+    async def _read_sglang(self, events: Any, url: str, result: StreamResult) -> bool:
+        acc = OutputAccumulator(self._sglang_incremental)
+        meta: dict[str, Any] = {}
+        async for event in events:
+            obj = _http.parse_json_event(event, url)
+            if obj is None:
+                break
+            message = _http.error_message(obj)
+            if message:
+                raise StreamError(f"{url}: server error mid-stream after {result.output_tokens} tokens: {message}", result)
+            meta = obj.get("meta_info") or {}
+            new = acc.delta(obj.get("output_ids") or [], meta.get("completion_tokens"))
+            if new:
+                result.chunks.append(Chunk(event.t, tuple(new)))
+        if not meta:
+            return False
+        k = self.config.drafter.k if self.config.drafter.enabled else None
+        try:
+            finish_result(result, meta, k)
+        except EngineError as exc:  # an SGLang abort: keep what streamed
+            raise StreamError(f"{url}: {exc}", result) from exc
+        if result.spec is not None:
+            self._sglang_totals.append(result.spec)
+        return result.finish_reason is not None
+
+    # --- counters -------------------------------------------------------------------------------
+
+    async def counters(self) -> SpecCounts | None:
+        """Server counters since ``start()``; None ("counters unavailable") when it exports none."""
+        if self._client is None or self._counters_note is not None:
+            return None
+        if self.api == "sglang":
+            if not self._sglang_totals:
+                return None
+            return SpecCounts.total(self._sglang_totals, "sglang:meta_info(sum over requests)")
+        # The server updates Prometheus counters from its output loop, a moment after the last
+        # token is sent: poll until two scrapes agree (bounded).
+        previous = await self._scrape_vllm()
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            current = await self._scrape_vllm()
+            if current == previous:
+                break
+            previous = current
+        if previous is None or self._baseline is None:
+            return None
+        return previous - self._baseline
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update({"endpoint": self.base, "api": self.api, "served_model_name": self.model_name})
+        if self._counters_note:
+            info["counters"] = self._counters_note
+        return info

@@ -1,0 +1,444 @@
+"""The OpenAI-compatible endpoint engine.
+
+Three layers: pure parsing on recorded samples; failure modes against a tiny fake SSE server on
+127.0.0.1 (unreachable, wrong model, bad key, HTTP error, error event and a connection cut
+mid-stream, a server without SD counters, a server without token ids); and a real vLLM server
+(vllm-cpu) started by the test, whose counters must match its per-request metrics and the
+in-process vLLM engine's.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from speedbench_plugin.drafters import DrafterSpec
+from speedbench_plugin.engines._http import StreamError, base_url
+from speedbench_plugin.engines.base import EngineConfig, EngineError, Sampling, SpecCounts
+from speedbench_plugin.engines.openai import (
+    OpenAIEngine,
+    completion_body,
+    vllm_counts_from_prometheus,
+    vllm_counts_from_request,
+)
+
+SAMPLES = Path(__file__).parent / "samples"
+SSE_SAMPLE = (SAMPLES / "vllm_completion_stream.sse").read_text()
+FAKE_MODEL = "fake-model"
+KEY = "sk-test-not-a-real-key"
+
+
+# --- pure parsing -------------------------------------------------------------------------------
+
+def test_base_url_forms():
+    assert base_url("http://h:1/v1/") == base_url("http://h:1") == "http://h:1"
+    with pytest.raises(EngineError, match="http"):
+        base_url("h:1")
+
+
+def test_prometheus_sample_sums_engines_and_skips_created():
+    counts = vllm_counts_from_prometheus((SAMPLES / "vllm_metrics.prom").read_text())
+    assert (counts.num_drafts, counts.num_draft_tokens, counts.num_accepted_tokens) == (15, 45, 18)
+    assert counts.accepted_per_pos == [11, 6, 1] and counts.source == "vllm:/metrics"
+    assert vllm_counts_from_prometheus("# nothing\nvllm:num_requests_running 0.0\n") is None
+
+
+def test_per_request_metrics_sample():
+    final = [json.loads(line[6:]) for line in SSE_SAMPLE.splitlines() if line.startswith("data: {")][-1]
+    spec = final["metrics"]["speculative_decoding"]
+    counts = vllm_counts_from_request(spec)
+    assert (counts.num_drafts, counts.num_draft_tokens, counts.num_accepted_tokens) == (3, 7, 4)
+    # from the histogram [1, 1, 0, 1]; the detailed per-step record [1, 0, 3] agrees
+    assert counts.accepted_per_pos == [2, 1, 1]
+    assert [sum(1 for a in spec["per_step_accepted"] if a > i) for i in range(3)] == counts.accepted_per_pos
+    # without the histogram the detailed per-step record is used
+    reduced = {k: v for k, v in spec.items() if k != "acceptance_histogram"}
+    assert vllm_counts_from_request(reduced).accepted_per_pos == [2, 1, 1]
+
+
+def test_completion_body():
+    body = completion_body("m", [1, 2], Sampling(max_tokens=4, seed=5), {"top_k": 1})
+    assert body["prompt"] == [1, 2] and body["stream"] is True and body["return_token_ids"] is True
+    assert body["stream_options"] == {"include_usage": True}  # vLLM sends SD metrics on the usage chunk
+    assert "ignore_eos" not in body and body["seed"] == 5 and body["top_k"] == 1
+    assert completion_body("m", [1], Sampling(max_tokens=1, ignore_eos=True), {})["ignore_eos"] is True
+
+
+def test_configuration_errors():
+    with pytest.raises(EngineError, match="--speedbench-endpoint"):
+        OpenAIEngine(EngineConfig("m", DrafterSpec.parse("none")))
+    with pytest.raises(EngineError, match="unknown engine args"):
+        OpenAIEngine(EngineConfig("m", DrafterSpec.parse("none"), {"tensor_parallel_size": 8}, endpoint="http://h:1"))
+
+
+# --- a fake server for the failure modes --------------------------------------------------------
+
+class FakeServer:
+    """A tiny OpenAI-ish server on 127.0.0.1; ``mode`` picks how /v1/completions behaves."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.metrics = ""
+        self.require_key: str | None = None
+        self.seen_headers: list[dict[str, str]] = []
+        self.seen_bodies: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _json(self, code: int, obj: Any) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _authorised(self) -> bool:
+                server.seen_headers.append(dict(self.headers))
+                if server.require_key and self.headers.get("Authorization") != f"Bearer {server.require_key}":
+                    self._json(401, {"error": {"message": "bad key"}})
+                    return False
+                return True
+
+            def do_GET(self) -> None:
+                if not self._authorised():
+                    return
+                if self.path == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": FAKE_MODEL, "object": "model"}]})
+                elif self.path == "/version":
+                    self._json(200, {"version": "fake-1"})
+                elif self.path == "/metrics":
+                    data = server.metrics.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                else:
+                    self._json(404, {"detail": "Not Found"})
+
+            def _chunk(self, text: str) -> None:
+                data = text.encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.seen_bodies.append(body)
+                if not self._authorised():
+                    return
+                if server.mode == "http500":
+                    self._json(500, {"error": {"message": "engine dead", "code": 500}})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                events = [e + "\n\n" for e in SSE_SAMPLE.strip().split("\n\n")]
+                if server.mode == "ok":
+                    for event in events:
+                        self._chunk(event)
+                    self.wfile.write(b"0\r\n\r\n")
+                elif server.mode == "break":
+                    for event in events[:2]:
+                        self._chunk(event)
+                    self.wfile.flush()
+                    # cut the connection inside the chunked body, as a crashing server would
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                elif server.mode == "error_event":
+                    self._chunk(events[0])
+                    self._chunk('data: {"error": {"message": "KV cache exhausted", "code": 500}}\n\n')
+                    self._chunk("data: [DONE]\n\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                elif server.mode == "text_only":
+                    self._chunk('data: {"choices": [{"index": 0, "text": "hi", "finish_reason": null}]}\n\n')
+                    self._chunk("data: [DONE]\n\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                elif server.mode == "truncated":
+                    self._chunk(events[0])
+                    self._chunk("data: [DONE]\n\n")
+                    self.wfile.write(b"0\r\n\r\n")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeServer:  # noqa: PYI034
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    with FakeServer() as server:
+        yield server
+
+
+def _engine(url: str, model: str = FAKE_MODEL, drafter: str = "ngram:k=3", **args: Any) -> OpenAIEngine:
+    return OpenAIEngine(EngineConfig(model, DrafterSpec.parse(drafter), args, endpoint=url))
+
+
+def _one(engine: OpenAIEngine, max_tokens: int = 8):
+    async def main():
+        await engine.start()
+        try:
+            result = await engine.generate([1, 5, 7], Sampling(max_tokens=max_tokens, ignore_eos=True), "req-1")
+            return result, await engine.counters()
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())
+
+
+def test_stream_from_recorded_sample(fake, monkeypatch):
+    monkeypatch.setenv("SPEEDBENCH_API_KEY", KEY)
+    fake.require_key = KEY
+    fake.metrics = (SAMPLES / "vllm_metrics.prom").read_text()
+    engine = _engine(fake.url + "/v1")
+    result, counters = _one(engine)
+    assert [list(c.token_ids) for c in result.chunks] == [[11], [12, 13], [14], [15, 16, 17, 18]]
+    times = [c.t for c in result.chunks]
+    assert result.t_submit <= times[0] and times == sorted(times)
+    assert result.finish_reason == "length"
+    assert result.spec.source == "vllm:per_request" and result.spec.num_accepted_tokens == 4
+    assert result.spec_raw["per_step_accepted"] == [1, 0, 3]
+    # the fake's counters never move: the delta since start() is zero, not missing
+    assert counters == SpecCounts(0, 0, 0, [0, 0, 0], "vllm:/metrics")
+    body = fake.seen_bodies[-1]
+    assert body["prompt"] == [1, 5, 7] and body["model"] == FAKE_MODEL and body["ignore_eos"] is True
+    # the key is sent, and appears nowhere in what the suite records
+    assert all(h.get("Authorization") == f"Bearer {KEY}" for h in fake.seen_headers)
+    assert KEY not in json.dumps(engine.describe()) and KEY not in engine.version
+
+
+def test_server_without_sd_counters_says_so(fake):
+    engine = _engine(fake.url)  # fake.metrics is empty: no vllm:spec_decode_* at all
+    result, counters = _one(engine)
+    assert counters is None
+    assert engine.describe()["counters"].startswith("counters unavailable")
+    assert result.output_tokens == 8  # the request itself still works
+
+
+def test_wrong_model_lists_served_models(fake):
+    with pytest.raises(EngineError, match=f"does not serve model 'other'.*{FAKE_MODEL}"):
+        _one(_engine(fake.url, model="other"))
+
+
+def test_served_model_name_override(fake):
+    result, _ = _one(_engine(fake.url, model="/local/path/to/tokenizer", served_model_name=FAKE_MODEL))
+    assert result.output_tokens == 8
+
+
+def test_unreachable_endpoint():
+    with socket.socket() as sock:  # a port that was just free: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(EngineError, match="unreachable"):
+        _one(_engine(f"http://127.0.0.1:{port}", connect_timeout=2))
+
+
+def test_rejected_api_key(fake, monkeypatch):
+    monkeypatch.setenv("SPEEDBENCH_API_KEY", "wrong")
+    fake.require_key = KEY
+    with pytest.raises(EngineError, match="SPEEDBENCH_API_KEY"):
+        _one(_engine(fake.url))
+
+
+def test_connection_cut_mid_stream(fake):
+    fake.mode = "break"
+    with pytest.raises(StreamError, match="broke after 3 tokens of request req-1") as info:
+        _one(_engine(fake.url))
+    assert info.value.result.output_ids == [11, 12, 13]  # what streamed before the cut is kept
+
+
+def test_error_event_mid_stream(fake):
+    fake.mode = "error_event"
+    with pytest.raises(StreamError, match="mid-stream after 1 tokens: KV cache exhausted"):
+        _one(_engine(fake.url))
+
+
+def test_http_error(fake):
+    fake.mode = "http500"
+    with pytest.raises(StreamError, match="HTTP 500.*engine dead"):
+        _one(_engine(fake.url))
+
+
+def test_stream_ending_without_finish_reason(fake):
+    fake.mode = "truncated"
+    with pytest.raises(StreamError, match="without a finish reason after 1 tokens"):
+        _one(_engine(fake.url))
+
+
+def test_server_without_token_ids(fake):
+    fake.mode = "text_only"
+    with pytest.raises(StreamError, match="return_token_ids"):
+        _one(_engine(fake.url))
+
+
+# --- a real vLLM server (vllm-cpu) --------------------------------------------------------------
+
+K = 3
+MAX_TOKENS = 32
+# Repetitive token prompts give the n-gram drafter matches (same style as test_engine_vllm.py).
+PROMPTS = [
+    [1, 2, 3, 4, 5] * 8,
+    list(range(100, 140)),
+    [7, 8, 9] * 12 + [10, 11],
+]
+NGRAM = f"ngram:k={K},max=3,min=1"
+SPEC_CONFIG = {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_max": 3, "prompt_lookup_min": 1}
+SERVER_START_TIMEOUT = 420  # vllm-cpu takes ~15-60 s here; the machine is shared
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tiny_model_dir: str, tmp_path_factory) -> Iterator[str]:
+    pytest.importorskip("vllm")
+    import httpx
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1")
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", tiny_model_dir, "--host", "127.0.0.1", "--port", str(port),
+        "--speculative-config", json.dumps(SPEC_CONFIG),
+        "--per-request-spec-decode-metrics", "detailed",
+        "--enforce-eager", "--max-model-len", "4096", "--seed", "0",
+    ]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not up after {SERVER_START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        # the server and its engine-core child share the session: end them together
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+
+
+def _run_openai(url: str, model: str) -> tuple[list, SpecCounts | None]:
+    async def main():
+        engine = OpenAIEngine(EngineConfig(model, DrafterSpec.parse(NGRAM), endpoint=url))
+        await engine.start()
+        try:
+            before = await engine.counters()
+            results = [await engine.generate(p, Sampling(MAX_TOKENS, ignore_eos=True), f"o{i}") for i, p in enumerate(PROMPTS)]
+            after = await engine.counters()
+            return results, (after - before) if before and after else None
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())
+
+
+def _al(counts: SpecCounts) -> float:
+    return 1 + counts.num_accepted_tokens / counts.num_drafts
+
+
+@pytest.fixture(scope="module")
+def openai_run(vllm_server: str, tiny_model_dir: str):
+    return _run_openai(vllm_server, tiny_model_dir)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_real_server_counters_match_per_request_metrics(openai_run):
+    results, counters = openai_run
+    assert all(r.output_tokens == MAX_TOKENS and r.finish_reason == "length" for r in results)
+    per_request = SpecCounts.total([r.spec for r in results], "vllm:per_request")
+    assert counters is not None and counters.num_drafts > 0
+    assert (counters.num_drafts, counters.num_draft_tokens, counters.num_accepted_tokens) == (
+        per_request.num_drafts, per_request.num_draft_tokens, per_request.num_accepted_tokens)
+    assert counters.accepted_per_pos == per_request.accepted_per_pos
+    for r in results:
+        # The detailed per-step record explains the stream: after the prefill token, drafting steps
+        # emit accepted + 1 and other steps 1. vLLM counts a final step's accepted drafts even when
+        # max_tokens cuts them off, so the record may overshoot by at most k tokens.
+        drafted_tokens = sum(a + 1 for a in r.spec_raw["per_step_accepted"])
+        overshoot = drafted_tokens - (MAX_TOKENS - 1)
+        assert overshoot <= K, (r.request_id, r.spec_raw)
+        assert len(r.chunks) >= 1 + r.spec.num_drafts  # one chunk per step (ngram: no async scheduling)
+        print(f"\n{r.request_id}: chunks={[c.n_tokens for c in r.chunks]} per_step={r.spec_raw['per_step_accepted']}")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_real_server_greedy_is_repeatable(vllm_server, tiny_model_dir, openai_run):
+    again, _ = _run_openai(vllm_server, tiny_model_dir)
+    first, _ = openai_run
+    assert [r.output_ids for r in again] == [r.output_ids for r in first]
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_openai_engine_agrees_with_in_process_vllm(openai_run, tiny_model_dir):
+    """Same model, prompts and drafter: same greedy tokens and the same SD counts (so AL within 0.5%)."""
+    from speedbench_plugin.engines.vllm import VLLMEngine
+    from speedbench_plugin.runner import EngineHost
+
+    engine = VLLMEngine(EngineConfig(tiny_model_dir, DrafterSpec.parse(NGRAM), {"max_model_len": 4096}))
+    host = EngineHost(engine)
+    host.start()
+    try:
+        async def run():
+            before = await engine.counters()
+            out = [await engine.generate(p, Sampling(MAX_TOKENS, ignore_eos=True), f"v{i}") for i, p in enumerate(PROMPTS)]
+            return out, (await engine.counters()) - before
+
+        local, local_counters = host.run(run(), timeout=600)
+    finally:
+        host.close()
+    served, served_counters = openai_run
+    assert [r.output_ids for r in served] == [r.output_ids for r in local]
+    for a, b in zip(served, local):
+        assert (a.spec.num_drafts, a.spec.num_draft_tokens, a.spec.num_accepted_tokens, a.spec.accepted_per_pos) == (
+            b.spec.num_drafts, b.spec.num_draft_tokens, b.spec.num_accepted_tokens, b.spec.accepted_per_pos)
+    al_served, al_local = _al(served_counters), _al(local_counters)
+    print(f"\nAL openai(server)={al_served:.4f} vllm(in-process)={al_local:.4f}")
+    assert abs(al_served - al_local) <= 0.005 * al_local
