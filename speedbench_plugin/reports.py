@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,8 @@ class ReportsPlugin:
             atomic_write_json(target, document)
         benchmark_json = getattr(self.config.option, "benchmark_json", None)
         if benchmark_json is not None:
-            path = Path(getattr(benchmark_json, "name", benchmark_json))
+            # pytest-benchmark gives an open file in older releases, a path in newer ones.
+            path = Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name)
             if not path.exists() or not path.stat().st_size:
                 # pytest-benchmark writes nothing under xdist; keep the promised file valid.
                 atomic_write_json(path, document)

@@ -20,7 +20,8 @@ def test_case(sb_case, sb_concurrency, label):
 
 def _run(pytester: pytest.Pytester, model: str, *args: str) -> tuple[pytest.RunResult, dict]:
     pytester.makepyfile(test_cases=CASES)
-    out = pytester.path / "results.json"
+    (pytester.path / "out").mkdir(exist_ok=True)
+    out = pytester.path / "out" / "results.json"
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--speedbench-engine", "fake", f"--speedbench-model={model}",
         "--speedbench-drafter", "none", "--speedbench-drafter", "ngram:k=3",
@@ -52,6 +53,7 @@ def test_records_survive_xdist(pytester: pytest.Pytester, tiny_model_dir: str) -
     pytest.importorskip("xdist")
     result, document = _run(pytester, tiny_model_dir, "-n", "2")
     result.assert_outcomes(passed=4)
+    assert not (pytester.path / "results.json").exists()  # written where asked, nowhere else
     assert len(document["benchmarks"]) == 4
     assert all(b["extra_info"]["speedbench"]["acceptance_length"] for b in document["benchmarks"] if "ngram" in b["name"])
 
