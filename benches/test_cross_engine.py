@@ -26,7 +26,7 @@ def test_cross_engine(sb_engine, sb_settings, sb_questions, sb_tokenizer, benchm
     other_name = sb_settings.cross_engine
     if not other_name:
         pytest.skip("set --speedbench-cross-engine NAME to compare engines")
-    from speedbench_plugin.engines import EngineConfig, create_engine
+    from speedbench_plugin.engines import EngineConfig, EngineError, UnknownEngine, create_engine
     from speedbench_plugin.plugin import resolve_drafter
 
     items = []
@@ -36,11 +36,17 @@ def test_cross_engine(sb_engine, sb_settings, sb_questions, sb_tokenizer, benchm
         items.append(WorkItem(first.question_id, category, prompt_ids=tuple(ids)))
     sampling = Sampling(max_tokens=sb_settings.max_tokens, temperature=0.0)
     ours = sb_engine.host.run(run_round(sb_engine.host.engine, None, items, sampling, concurrency=1))
-    other = create_engine(other_name, EngineConfig(sb_engine.model, resolve_drafter(sb_engine.drafter), {}))
+    try:
+        other = create_engine(other_name, EngineConfig(sb_engine.model, resolve_drafter(sb_engine.drafter), {}))
+    except (UnknownEngine, EngineError) as exc:
+        pytest.fail(f"--speedbench-cross-engine {other_name!r}: {exc}", pytrace=False)
     host = EngineHost(other)
-    host.start()
     theirs = []
     try:
+        try:
+            host.start()
+        except Exception as exc:  # noqa: BLE001 - name the engine, not a traceback
+            pytest.fail(f"--speedbench-cross-engine {other_name!r} failed to start: {exc}", pytrace=False)
         benchmark.pedantic(lambda: theirs.append(host.run(run_round(other, None, items, sampling, 1))), rounds=1, iterations=1)
     finally:
         host.close()

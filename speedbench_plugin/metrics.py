@@ -14,9 +14,9 @@ Conventions, chosen once and named wherever they are reported:
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 

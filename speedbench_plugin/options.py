@@ -32,7 +32,7 @@ OPTIONS: tuple[Option, ...] = (
         multiple=True,
     ),
     Option("speedbench-concurrency", "concurrent conversations, a comma list for sweeps", "1"),
-    Option("speedbench-num-requests", "requests per case (qualitative: per category)", None),
+    Option("speedbench-num-requests", "requests: qualitative, in total round-robin over categories; throughput, per cell", None),
     Option("speedbench-max-tokens", "output tokens per request", "128"),
     Option("speedbench-temperature", "sampling temperature (0 = greedy)", "0"),
     Option("speedbench-engine-args", "KEY=VALUE passed to the engine, repeatable (values parsed as JSON)", None, multiple=True),

@@ -106,6 +106,7 @@ def sb_engine(
 ) -> Iterator[EngineUnderTest]:
     """One started engine per (engine, drafter), shared by every case that uses it."""
     from speedbench_plugin.engines import EngineConfig, EngineError, UnknownEngine, create_engine
+    from speedbench_plugin.models import ModelUnavailable
     from speedbench_plugin.runner import EngineHost
 
     drafter = request.param
@@ -115,7 +116,7 @@ def sb_engine(
         engine = create_engine(sb_settings.engine, config)
     except UnknownEngine as exc:
         pytest.exit(str(exc), returncode=4)
-    except EngineError as exc:  # a configuration the engine rejects before starting
+    except (EngineError, ModelUnavailable, ValueError) as exc:  # rejected before starting
         pytest.fail(f"engine {sb_settings.engine} with drafter {drafter}: {exc}", pytrace=False)
     host = EngineHost(engine)
     t0 = time.perf_counter()
@@ -125,8 +126,8 @@ def sb_engine(
         host.close()
         pytest.fail(f"engine {sb_settings.engine} with drafter {drafter} failed to start: {exc}", pytrace=False)
     request.config.stash.setdefault(ENGINE_START_KEY, {})[f"{sb_settings.engine}-{drafter.id}"] = time.perf_counter() - t0
-    _warm_up(host, sb_tokenizer)
     try:
+        _warm_up(host, sb_tokenizer)
         yield EngineUnderTest(host, sb_settings, drafter, sb_model, sb_model_sha, sb_tokenizer)
     finally:
         host.close()

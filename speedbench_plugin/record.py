@@ -5,12 +5,12 @@ keeps per-request raw counts so a baseline can be compared request by request.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from speedbench_plugin import metrics as m
+from speedbench_plugin.cache import nan_to_none
 from speedbench_plugin.engines.base import SpecCounts
 from speedbench_plugin.runner import RoundResult, TurnResult
 
@@ -60,24 +60,18 @@ def _request_row(turn: TurnResult, round_index: int, k: int) -> dict[str, Any]:
     return row
 
 
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _nan_to_none(val) for key, val in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(val) for val in value]
-    return value
-
-
 def engine_counters(rounds: Sequence[RoundResult], k: int, drafting: bool) -> dict[str, Any]:
     """The engine's own counters: cumulative deltas, and the sum of per-request counters."""
     out: dict[str, Any] = {}
     deltas = [r.counters for r in rounds if r.counters is not None]
     if deltas:
         out["global"] = m.counters_summary(SpecCounts.total(deltas, deltas[0].source), k)
-    per_request = [s.spec for r in rounds for s in r.streams if s.spec is not None]
-    if per_request:
+    streams = [s for r in rounds for s in r.streams]
+    per_request = [s.spec for s in streams if s.spec is not None]
+    if per_request and len(per_request) < len(streams):
+        # A partial sum would open a false gap against the stream's steps: report it, use none.
+        out["per_request_incomplete"] = f"{len(streams) - len(per_request)} of {len(streams)} requests had no counters"
+    elif per_request:
         out["per_request"] = m.counters_summary(SpecCounts.total(per_request, per_request[0].source), k)
     if not out:
         reason = "no drafter" if not drafting else "the engine reported no SD counters"
@@ -95,16 +89,23 @@ def build_record(case: CaseInfo, rounds: Sequence[RoundResult]) -> dict[str, Any
     ttfts = [m.ttft(s) for s in streams]
     step_lat = [lat for s in streams for lat in m.step_latencies(s)]
     counters = engine_counters(rounds, k, case.k > 0)
+    # Per-request counters are preferred (they cover exactly the measured requests); the other
+    # source, where present, gets its own fidelity record so neither is hidden.
     reference = counters.get("per_request") or counters.get("global")
-    fidelity: dict[str, Any] = {"available": False}
-    if reference is not None and steps.steps:
-        ref_counts = SpecCounts(
-            reference["num_drafts"], reference["num_draft_tokens"], reference["num_accepted_tokens"],
-            reference["accepted_per_pos"], reference["source"],
+    cuts = [m.accepted_cut_at_end(s) for s in streams]
+    cut_total = None if any(c is None for c in cuts) else sum(c or 0 for c in cuts)
+
+    def fidelity_against(summary: dict[str, Any] | None) -> dict[str, Any]:
+        if summary is None or not steps.steps:
+            return {"available": False}
+        counts = SpecCounts(
+            summary["num_drafts"], summary["num_draft_tokens"], summary["num_accepted_tokens"],
+            summary["accepted_per_pos"], summary["source"],
         )
-        cuts = [m.accepted_cut_at_end(s) for s in streams]
-        cut_total = None if any(c is None for c in cuts) else sum(c or 0 for c in cuts)
-        fidelity = {"available": True, "counter_source": reference["source"], **m.fidelity(steps, ref_counts, cut_total)}
+        return {"available": True, "counter_source": summary["source"], **m.fidelity(steps, counts, cut_total)}
+
+    fidelity = fidelity_against(reference)
+    other = counters.get("global") if reference is counters.get("per_request") else None
     record: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "case_id": case.case_id,
@@ -129,8 +130,12 @@ def build_record(case: CaseInfo, rounds: Sequence[RoundResult]) -> dict[str, Any
         "acceptance_length_request_mean": m.acceptance_length_request_mean(streams),
         "acceptance_length_drafting_steps": (reference or {}).get("acceptance_length_drafting_steps"),
         "acceptance_rate": (reference or {}).get("acceptance_rate"),
+        # Over all decode steps, from the stream (SPEED-Bench's CAR); the engine_counters section
+        # has the same rates over drafting steps only (vLLM's convention).
         "per_position_acceptance_rates": per_position,
         "conditional_acceptance_rates": m.conditional_acceptance(per_position),
+        "per_position_acceptance_rates_drafting_steps": (reference or {}).get("per_position_acceptance_rates"),
+        "conditional_acceptance_rates_drafting_steps": (reference or {}).get("conditional_acceptance_rates"),
         "output_tps": m.percentile(round_tps, 50),
         "output_tps_rounds": round_tps,
         "user_tps_median": m.percentile(user, 50),
@@ -143,8 +148,11 @@ def build_record(case: CaseInfo, rounds: Sequence[RoundResult]) -> dict[str, Any
         "step_latency_p90_s": m.percentile(step_lat, 90),
         "step_latency_p99_s": m.percentile(step_lat, 99),
         "engine_counters": counters,
+        "counter_source": (reference or {}).get("source"),
         "fidelity": fidelity,
+        "fidelity_global": fidelity_against(other) if other else {"available": False},
+        "merged_chunks": sum(1 for s in streams for n in m.decode_step_lengths(s) if k and n > k + 1),
         "errors": [e for r in rounds for e in r.errors],
         "requests": [_request_row(t, i, k) for i, r in enumerate(rounds) for t in r.turns],
     }
-    return _nan_to_none(record)
+    return nan_to_none(record)

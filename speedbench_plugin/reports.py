@@ -43,6 +43,7 @@ def speedups(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]
         if base is None or record.get("drafter_id") == "none":
             continue
         out[record["case_id"]] = {
+            "baseline_case_id": base["case_id"],
             "output_tps": ratio(record, base, "output_tps"),
             "user_tps": ratio(record, base, "user_tps_median"),
         }
@@ -70,7 +71,7 @@ def render_table(records: list[dict[str, Any]], width: int = 160) -> str:
     table = Table(title="speedbench: speculative decoding per case", title_justify="left")
     for name, justify in (
         ("case", "left"), ("drafter", "left"), ("conc", "right"), ("reqs", "right"), ("AL", "right"),
-        ("AL drafting", "right"), ("AR", "right"), ("CAR per position", "left"), ("out tok/s", "right"),
+        ("AL drafting", "right"), ("AR", "right"), ("CAR all steps", "left"), ("out tok/s", "right"),
         ("user tok/s", "right"), ("TTFT s", "right"), ("speedup", "right"), ("AL vs ctr", "right"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -112,7 +113,19 @@ class ReportsPlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.records:
             return
-        self.config.hook.pytest_speedbench_records(config=self.config, records=self.records)
+        gains = speedups(self.records)
+        for record in self.records:
+            record["speedup_vs_none"] = gains.get(record["case_id"])
+        self._write_results()
+        try:
+            self.config.hook.pytest_speedbench_records(config=self.config, records=self.records)
+        except Exception as exc:  # noqa: BLE001 - a failing report must not lose the results
+            self.config.get_terminal_writer().line(f"speedbench: a session-end report failed: {exc!r}", red=True)
+            session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+            return
+        self._write_results()  # again: session-end hooks may have added to the records
+
+    def _write_results(self) -> None:
         document = results_document(self.records, self.config)
         from speedbench_plugin.plugin import settings_of
 

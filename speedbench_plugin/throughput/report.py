@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,12 @@ class ThroughputReport:
         self.records: list[dict[str, Any]] = []
         self.profiles: list[dict[str, Any]] = []
         self.written: list[Path] = []
+        self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
     @property
     def results_dir(self) -> Path:
-        return Path(self.config.rootpath) / "results"
+        # One folder per run, so a run's CSVs and PNGs never mix with an earlier run's.
+        return Path(self.config.rootpath) / "results" / f"{self._stamp}-throughput"
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
