@@ -43,7 +43,7 @@ def test_sweep_on_fake_engine_writes_tables_csv_and_plots(pytester: pytest.Pytes
         '*num_speculative_tokens_per_batch_size"] = [[1, *',
         "*dynamic SD tables are a vLLM feature*",
     ])
-    results = pytester.path / "results"
+    (results,) = (pytester.path / "results").glob("*-throughput")  # one folder per run
     with open(results / "throughput_cases.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 12
@@ -64,7 +64,8 @@ def test_per_gpu_tps_divides_by_tensor_parallel_size(pytester: pytest.Pytester, 
     result = _run(pytester, tiny_model_dir, "--speedbench-drafter", "none", "--speedbench-tiers", "mixed",
                   "--speedbench-engine-args", "tensor_parallel_size=4", "-k", "not dynamic and not profile")
     result.assert_outcomes(passed=1)
-    with open(pytester.path / "results" / "throughput_cases.csv") as fh:
+    (results,) = (pytester.path / "results").glob("*-throughput")
+    with open(results / "throughput_cases.csv") as fh:
         (row,) = list(csv.DictReader(fh))
     assert float(row["output_tps_per_gpu"]) == pytest.approx(float(row["output_tps"]) / 4)
 

@@ -31,7 +31,8 @@ def test_short_sweep_with_dynamic_table_validation(pytester: pytest.Pytester, ti
     # 3 drafters x 2 concurrencies, the profile, and the dynamic table at both concurrencies.
     result.assert_outcomes(passed=6 + 1 + 2, deselected=2)
     result.stdout.fnmatch_lines(['*num_speculative_tokens_per_batch_size"] = [[1, *', "*dynamic SD table vs the best fixed k*"])
-    with open(pytester.path / "results" / "throughput_cases.csv") as fh:
+    (results,) = (pytester.path / "results").glob("*-throughput")  # one folder per run
+    with open(results / "throughput_cases.csv") as fh:
         rows = list(csv.DictReader(fh))
     dynamic = [r for r in rows if r["dynamic"] == "True"]
     assert len(rows) == 8 and len(dynamic) == 2
@@ -42,5 +43,5 @@ def test_short_sweep_with_dynamic_table_validation(pytester: pytest.Pytester, ti
     assert table[0][0] == 1 and all(0 <= k <= 2 for _, _, k in table)
     # vLLM's own counters saw the run: the SD cases report drafts.
     assert all(r["engine_counters"].get("per_request") for r in records if r["k"] and r["k"] > 0)
-    with open(pytester.path / "results" / "throughput_step_profile.csv") as fh:
+    with open(results / "throughput_step_profile.csv") as fh:
         assert len(list(csv.DictReader(fh))) >= 8
