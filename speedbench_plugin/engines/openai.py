@@ -46,6 +46,7 @@ from speedbench_plugin.engines.base import (
     StreamResult,
 )
 from speedbench_plugin.engines.sglang import OutputAccumulator, finish_result
+from speedbench_plugin.engines.vllm import counts_from_spec_dict
 
 VLLM_PREFIX = "vllm:spec_decode_"
 _OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_body", "metrics_path"}
@@ -74,26 +75,8 @@ def vllm_counts_from_prometheus(text: str) -> SpecCounts | None:
     return SpecCounts(accepted_per_pos=[per_pos.get(i, 0) for i in range(width)], source="vllm:/metrics", **totals)
 
 
-def vllm_counts_from_request(spec: dict[str, Any]) -> SpecCounts:
-    """``metrics.speculative_decoding`` of one response → SpecCounts.
-
-    vLLM counts a step only when it scheduled draft tokens, so ``num_spec_steps`` is vLLM's
-    ``num_drafts``. Per-position counts come from the dense histogram (index = accepted drafts):
-    drafts are accepted as a prefix, so position i was accepted in every step with j > i.
-    """
-    histogram = [int(c) for c in spec.get("acceptance_histogram") or []]
-    if histogram:
-        per_pos = [sum(histogram[i + 1 :]) for i in range(len(histogram) - 1)]
-    else:
-        k = int(spec.get("num_spec_tokens") or 0)
-        per_pos = [sum(1 for a in spec.get("per_step_accepted") or [] if a > i) for i in range(k)]
-    return SpecCounts(
-        num_drafts=int(spec["num_spec_steps"]),
-        num_draft_tokens=int(spec["num_draft_tokens"]),
-        num_accepted_tokens=int(spec["num_accepted_draft_tokens"]),
-        accepted_per_pos=per_pos,
-        source="vllm:per_request",
-    )
+# A vLLM server's per-request dict has the same shape as the in-process engine's: one parser.
+vllm_counts_from_request = counts_from_spec_dict
 
 
 def completion_body(model: str, prompt_ids: Sequence[int], sampling: Sampling, extra: dict[str, Any]) -> dict[str, Any]:

@@ -97,20 +97,33 @@ def counts_from_snapshot(metrics: Sequence[Any]) -> SpecCounts:
     return SpecCounts(accepted_per_pos=per_pos, source="vllm:get_metrics", **totals)
 
 
-def counts_from_request(metrics: Any) -> tuple[SpecCounts, dict[str, Any]]:
-    """Per-request ``RequestSpecDecodeMetrics`` → counts (per-position from the j-histogram)."""
-    raw = metrics.to_dict()
-    histogram = list(raw["acceptance_histogram"])
-    k = len(histogram) - 1
-    per_pos = [sum(histogram[i + 1 :]) for i in range(k)]
-    counts = SpecCounts(
-        num_drafts=int(raw["num_spec_steps"]),
-        num_draft_tokens=int(raw["num_draft_tokens"]),
-        num_accepted_tokens=int(raw["num_accepted_draft_tokens"]),
+def counts_from_spec_dict(spec: dict[str, Any]) -> SpecCounts:
+    """vLLM's per-request ``speculative_decoding`` dict (``RequestSpecDecodeMetrics.to_dict()``, or
+    ``metrics.speculative_decoding`` in an HTTP response) → SpecCounts.
+
+    vLLM counts a step only when it scheduled draft tokens, so ``num_spec_steps`` is vLLM's
+    ``num_drafts``. Drafts are accepted as a prefix, so position i was accepted in every step of
+    the dense histogram (index = accepted drafts) with j > i.
+    """
+    histogram = [int(c) for c in spec.get("acceptance_histogram") or []]
+    if histogram:
+        per_pos = [sum(histogram[i + 1 :]) for i in range(len(histogram) - 1)]
+    else:
+        k = int(spec.get("num_spec_tokens") or 0)
+        per_pos = [sum(1 for a in spec.get("per_step_accepted") or [] if a > i) for i in range(k)]
+    return SpecCounts(
+        num_drafts=int(spec["num_spec_steps"]),
+        num_draft_tokens=int(spec["num_draft_tokens"]),
+        num_accepted_tokens=int(spec["num_accepted_draft_tokens"]),
         accepted_per_pos=per_pos,
         source="vllm:per_request",
     )
-    return counts, raw
+
+
+def counts_from_request(metrics: Any) -> tuple[SpecCounts, dict[str, Any]]:
+    """Per-request ``RequestSpecDecodeMetrics`` → counts, and the raw dict they came from."""
+    raw = metrics.to_dict()
+    return counts_from_spec_dict(raw), raw
 
 
 class VLLMEngine(Engine):
