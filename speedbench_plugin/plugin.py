@@ -1,7 +1,6 @@
 """The pytest plugin: options, parametrization, the session engine fixture, records on reports."""
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +12,6 @@ from speedbench_plugin.reports import REPORT_PROPERTY
 from speedbench_plugin.settings import Settings
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
-ENGINE_START_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -119,13 +117,11 @@ def sb_engine(
     except (EngineError, ModelUnavailable, ValueError) as exc:  # rejected before starting
         pytest.fail(f"engine {sb_settings.engine} with drafter {drafter}: {exc}", pytrace=False)
     host = EngineHost(engine)
-    t0 = time.perf_counter()
     try:
         host.start()
     except Exception as exc:  # noqa: BLE001 - every case of this engine errors with this message
         host.close()
         pytest.fail(f"engine {sb_settings.engine} with drafter {drafter} failed to start: {exc}", pytrace=False)
-    request.config.stash.setdefault(ENGINE_START_KEY, {})[f"{sb_settings.engine}-{drafter.id}"] = time.perf_counter() - t0
     try:
         _warm_up(host, sb_tokenizer)
         yield EngineUnderTest(host, sb_settings, drafter, sb_model, sb_model_sha, sb_tokenizer)
