@@ -105,6 +105,17 @@ class SpecCounts:
         }
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """The engine's own per-step record of one request: drafts proposed and accepted in each
+    verification step that drafted, in order (vLLM's per-request "detailed" metrics). Steps in
+    which the drafter proposed nothing are not in it."""
+
+    accepted: tuple[int, ...]
+    drafted: tuple[int, ...]
+    source: str
+
+
 @dataclass
 class StreamResult:
     """One request's stream as the engine saw it."""
@@ -116,6 +127,7 @@ class StreamResult:
     finish_reason: str | None = None
     spec: SpecCounts | None = None
     spec_raw: dict[str, Any] | None = None
+    steps: StepRecord | None = None  # the engine's per-step record, where it gives one
     error: str | None = None
 
     @property
@@ -125,6 +137,17 @@ class StreamResult:
     @property
     def output_tokens(self) -> int:
         return sum(chunk.n_tokens for chunk in self.chunks)
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What the installed engine can report, found by asking it (signatures, attributes), never by
+    guessing from its version number. ``missing`` names each feature it lacks and what that costs."""
+
+    counter_sources: tuple[str, ...] = ()  # e.g. ("vllm:per_request", "vllm:get_metrics")
+    per_step_record: bool = False  # StreamResult.steps is filled
+    ceiling: bool = False  # Engine.ceiling() runs the engine's own non-streaming path
+    missing: tuple[str, ...] = ()
 
 
 class Engine(abc.ABC):
@@ -153,5 +176,20 @@ class Engine(abc.ABC):
         """Cumulative SD counters since start, or None where the engine exposes none."""
         return None
 
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """Valid after ``start()``: what this engine, as installed, can report."""
+        return EngineCapabilities()
+
     def describe(self) -> dict[str, Any]:
-        return {"engine": self.name, "engine_version": self.version}
+        """What the record says about the engine: name, version, capabilities and anything an
+        engine wants a reader to know (e.g. why counters are unavailable). Secrets never go here."""
+        caps = self.capabilities
+        return {
+            "engine": self.name,
+            "engine_version": self.version,
+            "counter_sources": list(caps.counter_sources),
+            "per_step_record": caps.per_step_record,
+            "ceiling": caps.ceiling,
+            "missing": list(caps.missing),
+        }
