@@ -126,8 +126,8 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
         raise PresetError(f"{where}: temperature must not be negative")
     if preset["engine"] == "openai" and not preset.get("endpoint"):
         raise PresetError(f"{where}: engine openai needs an endpoint")
-    preset["drafters"] = [str(d) for d in drafters]
-    preset["concurrency"] = concurrency
+    preset["drafters"] = tuple(drafters)
+    preset["concurrency"] = tuple(concurrency)
     preset["engine_args"] = dict(preset.get("engine_args") or {})
     if preset.get("model") == "embedded":
         preset["model"] = None
@@ -135,7 +135,8 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
-    """A preset as a plain dict, validated; ``name`` is the bundled name or the file's stem."""
+    """A preset as a dict of typed values (drafters as DrafterSpec, concurrency as a tuple of ints),
+    validated; ``name`` is the bundled name or the file's stem."""
     import yaml
 
     path = _locate(name_or_path)
