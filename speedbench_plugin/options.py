@@ -194,9 +194,13 @@ def raw_value(config: pytest.Config, option: Option, preset: Mapping[str, Any] |
     if value is None:
         value = option.default
     if option.multiple and value is not None and not isinstance(value, Mapping):
-        items = value if isinstance(value, list) else [value]
-        value = [part.strip() for item in items for part in (str(item).split(";") if isinstance(item, str) else [item])
-                 if not isinstance(part, str) or part.strip()]
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        value = []
+        for item in items:
+            if isinstance(item, str):
+                value += [part.strip() for part in item.split(";") if part.strip()]
+            else:
+                value.append(item)
     return value
 
 

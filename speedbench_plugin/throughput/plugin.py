@@ -175,6 +175,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         drop += [i for i in items if getattr(i, "originalname", "") != DYNAMIC_TEST and i.get_closest_marker("throughput")]
     else:
         drop += [i for i in items if getattr(i, "originalname", "") == DYNAMIC_TEST]
+    drop = list(dict.fromkeys(drop))
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [i for i in items if i not in drop]
