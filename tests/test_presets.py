@@ -39,7 +39,7 @@ def test_preset_values_reach_the_session_and_the_command_line_wins(pytester):
     assert "SETTINGS hf ['none', 'ngram_k3_max3_min1', 'draft_k3_layers10'] (1,) 64 {'dtype': 'float32'}" in result.stdout.str()
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--speedbench-preset", "embedded-hf",
                                            "--speedbench-max-tokens", "8", "--speedbench-drafter", "none")
-    result.stdout.fnmatch_lines(["*SETTINGS hf ['none'] (1,) 8 {'dtype': 'float32'} *speedbench-max-tokens*"])
+    assert "SETTINGS hf ['none'] (1,) 8 {'dtype': 'float32'}" in result.stdout.str()
 
 
 def test_one_embedded_preset_per_engine():
