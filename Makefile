@@ -61,6 +61,7 @@ test: data
 
 lint: install
 	$(PY) -m ruff check speedbench_plugin benches fixtures tests
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) *.egg-info

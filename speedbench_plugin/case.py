@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,7 @@ def _uncaptured(config: pytest.Config) -> Iterator[None]:
 
 def _deltas(snapshots: Sequence[SpecCounts | None]) -> list[SpecCounts | None]:
     return [after - before if after is not None and before is not None else None
-            for before, after in zip(snapshots, snapshots[1:])]
+            for before, after in itertools.pairwise(snapshots)]
 
 
 class CaseRunner:

@@ -87,4 +87,5 @@ def served_identity(served: Mapping[str, Any], local: ModelIdentity | None = Non
     if local is not None and local.method != "unknown":
         facts["local"] = local.sha
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
-    return ModelIdentity(digest, "served-model" + (f"+{local.method}" if "local" in facts else ""))
+    suffix = f"+{local.method}" if local is not None and "local" in facts else ""
+    return ModelIdentity(digest, "served-model" + suffix)

@@ -179,7 +179,10 @@ def add_options(parser: pytest.Parser, options: Sequence[Option]) -> None:
         else:
             action = "append" if option.multiple else "store"
             group.addoption(f"--{option.name}", action=action, dest=option.dest, default=None, help=option.help)
-        parser.addini(option.dest, option.help + " (ini)", type="linelist" if option.multiple else "string")
+        if option.multiple:
+            parser.addini(option.dest, option.help + " (ini)", type="linelist")
+        else:
+            parser.addini(option.dest, option.help + " (ini)", type="string")
 
 
 def raw_value(config: pytest.Config, option: Option, preset: Mapping[str, Any] | None = None) -> Any:

@@ -1,7 +1,7 @@
 """The pytest plugin: options, parametrization, the session engine fixture, records on reports."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -178,7 +178,7 @@ def pytest_speedbench_check(config: pytest.Config, record: Record) -> list[str] 
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if call.when == "call" and RECORD_KEY in item.stash:
         # user_properties travel with the report, so records survive pytest-xdist.

@@ -20,7 +20,7 @@ from typing import Any
 from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
 
 PRESET_DIR = Path(__file__).with_name("presets")
-KEYS = {
+KEYS: dict[str, type | tuple[type, ...]] = {
     "description": str,
     "source": str,
     "hardware": str,
@@ -131,7 +131,7 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
     preset["engine_args"] = dict(preset.get("engine_args") or {})
     if preset.get("model") == "embedded":
         preset["model"] = None
-    return preset
+    return dict(preset)
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:

@@ -288,7 +288,8 @@ class Record:
             "sections": dict(self.sections),
             "outcome": self.outcome,
         }
-        return nan_to_none(data)
+        clean: dict[str, Any] = nan_to_none(data)
+        return clean
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "record") -> Record:

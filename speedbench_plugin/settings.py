@@ -38,7 +38,7 @@ def _model_dir(raw: Any, name: str) -> str | None:
 
 
 def _temperature(raw: Any, name: str) -> float:
-    return o.number(0.0)(raw, name)
+    return float(o.number(0.0)(raw, name))
 
 
 ENGINE = o.Option("speedbench-engine", "engine name from the speedbench.engines registry", "vllm", preset_key="engine")

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from speedbench_plugin.drafters import DrafterSpec
-from speedbench_plugin.record import Acceptance, CaseKey, Counters, Record, RequestRow, Speed, session_speedups
+from speedbench_plugin.record import (
+    Acceptance,
+    CaseKey,
+    Counters,
+    Record,
+    RequestRow,
+    Speed,
+    session_speedups,
+)
 
 
 def make_record(drafter: str = "ngram:k=3", *, split: str = "throughput", tier: str | None = "mixed",
@@ -31,13 +39,13 @@ def make_record(drafter: str = "ngram:k=3", *, split: str = "throughput", tier: 
         stream_decode_tokens=sum((j + 1) * c for j, c in enumerate(hist)), output_tokens=max_tokens,
         merged_chunks=0, merge_rate=0.0, stream_merged=False,
     )
-    fields: dict[str, Any] = dict(
-        output_tps=output_tps, output_tps_rounds=[output_tps] * rounds,
-        output_tps_per_gpu=None if output_tps is None else output_tps / tp, tensor_parallel_size=tp,
-        user_tps_median=user_tps, user_tps_p10=user_tps, user_tps_p90=user_tps, ttft_median_s=0.1, ttft_p99_s=0.1,
-        tpot_median_s=0.01, step_latency_p50_s=step_latency, step_latency_p90_s=step_latency,
-        step_latency_p99_s=step_latency, wall_time_s_rounds=[1.0] * rounds, client_cpu_us_per_output=None,
-    )
+    fields: dict[str, Any] = {
+        "output_tps": output_tps, "output_tps_rounds": [output_tps] * rounds,
+        "output_tps_per_gpu": None if output_tps is None else output_tps / tp, "tensor_parallel_size": tp,
+        "user_tps_median": user_tps, "user_tps_p10": user_tps, "user_tps_p90": user_tps, "ttft_median_s": 0.1, "ttft_p99_s": 0.1,
+        "tpot_median_s": 0.01, "step_latency_p50_s": step_latency, "step_latency_p90_s": step_latency,
+        "step_latency_p99_s": step_latency, "wall_time_s_rounds": [1.0] * rounds, "client_cpu_us_per_output": None,
+    }
     fields.update(speed)
     return Record(case=case, engine={"engine": engine}, acceptance=acceptance, speed=Speed(**fields),
                   counters=counters or Counters(None, note="no drafter" if not k else None), fidelity={},

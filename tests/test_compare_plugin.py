@@ -218,8 +218,8 @@ def test_changed_drafter_config_is_matched_by_method(
 ) -> None:
     by_id = _compare(pytester, tiny_model_dir, acceptance_baseline, drafters=("ngram:k=3,min=2",))
     by_id.assert_outcomes(passed=2)
-    by_id.stdout.fnmatch_lines(["not comparable test_case[[]fake-ngram_k3_min2-alpha[]]: not in the baseline*"
-                                "--speedbench-compare-match drafter-method*"])
+    by_id.stdout.fnmatch_lines([("not comparable test_case[[]fake-ngram_k3_min2-alpha[]]: not in the baseline*"
+                                "--speedbench-compare-match drafter-method*")])
     by_method = _compare(
         pytester, tiny_model_dir, acceptance_baseline, "--speedbench-compare-match", "drafter-method",
         drafters=("ngram:k=3,min=2",),

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from recordkit import make_record, with_speedups
 
 from speedbench_plugin.engines.base import Chunk, SpecCounts, StreamResult
+from speedbench_plugin.record import Record
 from speedbench_plugin.throughput import analysis, goodput, sssd
 from speedbench_plugin.throughput.dynamic import (
     DynamicTableError,
@@ -18,9 +20,7 @@ from speedbench_plugin.throughput.dynamic import (
     k_for_batch_size,
     validate_table,
 )
-from speedbench_plugin.record import Record
 from speedbench_plugin.throughput.steps import decode_goodput, reconstruct_steps
-from recordkit import make_record, with_speedups
 
 # --- SmartSpec ----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from itertools import zip_longest
 from typing import Any
 
@@ -71,7 +72,8 @@ class CaseComparison:
     confidence: float = 0.99
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        clean: dict[str, Any] = _finite(asdict(self))
+        return clean
 
 
 def _finite(value: Any) -> Any:
@@ -133,9 +135,12 @@ def acceptance_ratios(base: list[Unit], cur: list[Unit], k_base: int, k_cur: int
         # AR from the engine's counters only: a stream cannot know what was drafted.
         out["AR"] = paired(lambda u: (float(u.accepted or 0), float(u.draft_tokens or 0)))
     for position in range(min(k_base, k_cur)):
-        out[f"pp[{position}]"] = paired(
-            lambda u, p=position: (float(sum(u.histogram[p + 1:])), float(sum(u.histogram))))
+        out[f"pp[{position}]"] = paired(partial(_pp_parts, position=position))
     return out
+
+
+def _pp_parts(u: Unit, position: int) -> tuple[float, float]:
+    return float(sum(u.histogram[position + 1:])), float(sum(u.histogram))
 
 
 # --- speed per round ------------------------------------------------------------------------

@@ -249,7 +249,8 @@ def _holm_borderline(comparisons: list[dict[str, Any]], alpha: float) -> list[tu
 def _named(comparison: dict[str, Any]) -> str:
     """The case id, and the baseline's when matching did not use the id."""
     other = comparison.get("baseline_case_id")
-    return comparison["case_id"] + (f" (vs {other})" if other and other != comparison["case_id"] else "")
+    case_id = str(comparison["case_id"])
+    return case_id + (f" (vs {other})" if other and other != case_id else "")
 
 
 def summary_lines(records: Sequence[Record], baseline: bl.Baseline, index: dict[str, list[Record]],

@@ -81,7 +81,7 @@ class FakeEngine(Engine):
         if step_s:
             await asyncio.sleep(step_s)
         result.chunks.append(Chunk(time.perf_counter(), (rng.randrange(1000),)))
-        produced, pending = 1, []
+        produced, pending = 1, list[int]()
         step = 0
         while produced < sampling.max_tokens:
             accepted = 0

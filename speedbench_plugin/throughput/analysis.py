@@ -176,7 +176,7 @@ def draft_length_analyses(
             model = goodput.fit_step_time(samples["batched_tokens"], samples["context_tokens"], samples["step_s"])
         except goodput.FitError as exc:
             fit_note = f"SmartSpec fit ({family}): {exc}"
-        cells = sorted({(r.case.bucket, r.case.tier) for r in members if r.case.drafter.enabled})
+        cells = sorted({(r.case.bucket or 0, r.case.tier or "") for r in members if r.case.drafter.enabled})
         for bucket, tier in cells:
             cell = [r for r in members if (r.case.bucket, r.case.tier) == (bucket, tier)]
             measured = pd.DataFrame([

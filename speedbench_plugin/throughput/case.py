@@ -13,6 +13,7 @@ from speedbench_plugin.engines.base import Sampling
 from speedbench_plugin.record import Record
 from speedbench_plugin.runner import EngineHost, WorkItem, run_round
 from speedbench_plugin.throughput.profile import DEFAULT_SIZES, profile_prefill
+
 PROFILE_PROPERTY = "speedbench_step_profile"
 
 WARMUP_MAX_TOKENS = 8
@@ -106,7 +107,7 @@ class DynamicCase:
         self.item, self.benchmark, self.settings, self.model, self.tokenizer = item, benchmark, settings, model, tokenizer
         self.live, self.prompt_cache, self.per_cell = live, prompt_cache, per_cell
 
-    def _engine(self, drafter: Any, table: list[list[int]]) -> EngineHost:
+    def _engine(self, drafter: Any, table: list[list[int]]) -> Any:
         from speedbench_plugin.plugin import start_engine
 
         key = f"{drafter.id}:{table}"

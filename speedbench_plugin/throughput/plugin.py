@@ -184,11 +184,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     tp = throughput_settings(config)
     if tp.dynamic:
-        return [f"speedbench throughput: validating {len(tp.dynamic)} dynamic-SD table(s) from "
-                f"--{DYNAMIC_TABLE.name} (the sweep's own cases are not re-run)"]
+        return [(f"speedbench throughput: validating {len(tp.dynamic)} dynamic-SD table(s) from "
+                f"--{DYNAMIC_TABLE.name} (the sweep's own cases are not re-run)")]
     if tp.draft_lengths:
-        return ["speedbench throughput: draft-length sweep; the emitted dynamic-SD tables are validated by a second run "
-                f"with --{DYNAMIC_TABLE.name} results/<run>/dynamic_tables.json (make throughput does both)"]
+        return [("speedbench throughput: draft-length sweep; the emitted dynamic-SD tables are validated by a second run "
+                f"with --{DYNAMIC_TABLE.name} results/<run>/dynamic_tables.json (make throughput does both)")]
     return None
 
 

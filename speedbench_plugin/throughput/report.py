@@ -154,7 +154,8 @@ class ThroughputReport:
         """A run with a dynamic table against the best fixed k the sweep measured at its concurrency."""
         from speedbench_plugin.throughput.plugin import throughput_settings
 
-        entries = {(e.bucket, e.tier, e.family): e for e in throughput_settings(config).dynamic}
+        entries: dict[tuple[int | None, str | None, str], Any] = {
+            (e.bucket, e.tier, e.family): e for e in throughput_settings(config).dynamic}
         out: dict[str, dict[str, Any]] = {}
         for record in analysis.throughput_records(records):
             if record.case.dynamic_table is None:

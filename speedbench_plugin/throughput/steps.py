@@ -57,7 +57,7 @@ def reconstruct_steps(streams: Sequence[StreamResult], k: int, gap_fraction: flo
     events.sort()
     gaps = [b.t - a.t for s in good for a, b in zip(s.chunks, s.chunks[1:])]
     threshold = gap_fraction * float(np.median(gaps)) if gaps else 0.0
-    clusters: list[list[tuple]] = [[events[0]]]
+    clusters: list[list[tuple[float, int, int, int, int]]] = [[events[0]]]
     for event in events[1:]:
         current = clusters[-1]
         if event[0] - current[-1][0] > threshold or any(e[1] == event[1] for e in current):
