@@ -82,9 +82,16 @@ CLIENT_BOUND = o.Option(
     "0.9", kind=o.number(0.0, 1.0),
 )
 
+CEILING = o.Option(
+    "speedbench-ceiling",
+    "also run each case's prompts through the engine's own non-streaming path and report engine_ceiling_tps and "
+    "harness_efficiency: auto (throughput split), on (every split), off", "auto", kind=o.choice("auto", "on", "off"),
+)
+
 OPTIONS: tuple[o.Option, ...] = (
     ENGINE, MODEL, DRAFTER, CONCURRENCY, NUM_REQUESTS, MAX_TOKENS, TEMPERATURE, ENGINE_ARGS, ROUNDS, CATEGORIES,
     DATASET, ENDPOINT, PRESET, RESULTS_JSON, CROSS_ENGINE, PROGRESS, STRICT_FIDELITY, CLIENT_BOUND, RUN_DIR,
+    CEILING,
 )
 
 
@@ -119,6 +126,7 @@ class Settings:
     cross_engine: str | None = None
     strict_fidelity: bool = False
     client_bound_efficiency: float = 0.9
+    ceiling: str = "auto"
     explicit: frozenset[str] = frozenset()  # options the user set (command line, ini or preset)
     min_per_category: int | None = None  # when the suite picks the prompt count, at least this many
 
@@ -157,6 +165,7 @@ class Settings:
             cross_engine=get(CROSS_ENGINE),
             strict_fidelity=get(STRICT_FIDELITY),
             client_bound_efficiency=get(CLIENT_BOUND),
+            ceiling=get(CEILING),
             explicit=explicit,
         )
 
