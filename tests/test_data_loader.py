@@ -291,3 +291,22 @@ def test_hub_rows_are_validated(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", fake)
     with pytest.raises(PlaceholderRowsError, match=r"nvidia/SPEED-Bench\[throughput_1k\]: 1 of 2 rows"):
         load_questions("speed:throughput_1k")
+
+
+def test_damaged_offline_split_names_the_file_and_the_command(tmp_path, monkeypatch):
+    from speedbench_plugin.cache import atomic_write_json
+    from speedbench_plugin.data.io import qualitative_split_path
+
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(tmp_path / "cache"))
+    questions = load_questions(str(write_jsonl(tmp_path / "in.jsonl", [row("a"), row("b", "math")])))
+    split = qualitative_split_path()
+    write_questions(split, questions)  # what build-qualitative does, with its manifest's seed and size
+    atomic_write_json(split.parent / "manifest.json", {"per_category_target": 40, "seed": 3})
+    assert load_questions(None) == questions
+    split.write_text(split.read_text().replace('"math"', '"qa"  '))  # same size, other content
+    with pytest.raises(DataUnavailable) as err:
+        load_questions(None)
+    message = str(err.value)
+    assert message.startswith(f"{split}: sha256 ")
+    assert "`python -m speedbench_plugin.data build-qualitative --per-category 40 --seed 3`" in message
+    assert message.endswith("(or `make data`)")
