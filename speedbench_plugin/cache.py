@@ -200,10 +200,22 @@ def _json_default(obj: Any) -> Any:
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created if needed): one builder or recorder at a time,
-    across processes. Not re-entrant: a holder must not take the same lock again."""
+    across processes. Not re-entrant: a holder must not take the same lock again.
+
+    On a read-only cache there is nothing to serialise (no one can build there), so the lock is
+    taken on an existing file read-only, or skipped.
+    """
     lock = Path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            log.debug("no lock at %s (read-only cache)", lock)
+            yield
+            return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -291,8 +303,9 @@ def verify_files(folder: str | os.PathLike[str], names: Iterable[str] | None, re
                                             "overwritten)", rebuild)
         actual = sha256_once(path)
         if actual != entry.get("sha256"):
+            when = "when it was written" if entry.get("recorded") == "written" else "at its first check"
             raise CacheIntegrityError(path, f"sha256 {actual[:16]}... does not match the {str(entry.get('sha256'))[:16]}"
-                                            "... recorded when it was written", rebuild)
+                                            f"... recorded {when}", rebuild)
     if unrecorded:
         try:
             record_files(root, unrecorded, how="first-check")

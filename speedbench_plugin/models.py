@@ -84,6 +84,7 @@ def _cached_model(final: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
     (a file lock), and each builds in its own folder, swapped in by rename.
     """
     with file_lock(final.with_name(f".{final.name}.lock")):
+        broken: CacheIntegrityError | None = None
         if _ready(final):
             try:
                 verify_files(final, None, _rebuild_command(final))
@@ -91,22 +92,26 @@ def _cached_model(final: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
             except CacheIntegrityError as exc:
                 log.warning("speedbench: %s. Rebuilding it now.", exc)
                 broken = exc
-        else:
-            broken = None
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.build-"))
-        tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would hide a shared cache from other users
         try:
-            meta = build(tmp)
-            record_files(tmp, listed_files(tmp))
-            (tmp / _DONE).write_text(json.dumps(meta, indent=2))
-            _swap_in(tmp, final)
-        except ModelUnavailable as exc:
+            _build_into(final, build)
+        except (ModelUnavailable, OSError) as exc:
+            why = str(exc) if isinstance(exc, ModelUnavailable) else f"building in {final.parent} failed ({exc})"
             if broken is not None:
-                raise ModelUnavailable(f"{broken}; it cannot be rebuilt here: {exc}") from exc
-            raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                raise ModelUnavailable(f"{broken}; it cannot be rebuilt here: {why}") from exc
+            raise ModelUnavailable(f"{final.name} is not built and cannot be built here: {why}") from exc
     return final
+
+
+def _build_into(final: Path, build: Callable[[Path], dict[str, Any]]) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.build-"))
+    try:
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would hide a shared cache from other users
+        meta = build(tmp)
+        record_files(tmp, listed_files(tmp))
+        (tmp / _DONE).write_text(json.dumps(meta, indent=2))
+        _swap_in(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _swap_in(tmp: Path, final: Path) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,26 @@ def test_two_processes_finding_one_damaged_model_rebuild_it_once(model_cache: Pa
     assert [out.strip() for out, _ in outputs] == [str(tiny)] * 2
     assert sum("Rebuilding it now" in err for _, err in outputs) == 1  # the other waited, then found it sound
     assert sha256_file(tiny / "model.safetensors") == expected
+
+
+def test_read_only_cache_is_checked_not_written_and_damage_there_is_a_clear_error(
+    real_models: dict[str, Path], tmpfs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speedbench_plugin.models import ModelUnavailable, tiny_model
+
+    source = real_models["tiny"]
+    sound, damaged = tmpfs.mount("48m"), tmpfs.mount("48m")
+    for root in (sound, damaged):
+        shutil.copytree(source, root / "models" / source.name)
+    truncate(damaged / "models" / source.name / "model.safetensors")
+    tmpfs.read_only(sound)
+    tmpfs.read_only(damaged)
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(sound))
+    assert tiny_model() == sound / "models" / source.name
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(damaged))
+    with pytest.raises(ModelUnavailable) as err:
+        tiny_model()
+    message = str(err.value)
+    assert message.startswith(f"{damaged / 'models' / source.name / 'model.safetensors'}: ")
+    assert "Rebuild it with `python -m speedbench_plugin.models --tiny`; it cannot be rebuilt here" in message
+    assert "Read-only file system" in message

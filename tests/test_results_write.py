@@ -8,8 +8,8 @@ import pickle
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,28 +22,11 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs of our own: a real filesystem that can be filled or remounted read-only."""
-    mountpoint = tmp_path / "mnt"
-    mountpoint.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
-
-
-def test_read_only_filesystem_names_the_path_and_keeps_the_old_file(tmpfs: Path) -> None:
-    target = tmpfs / "results.json"
+def test_read_only_filesystem_names_the_path_and_keeps_the_old_file(tmpfs: Any) -> None:
+    folder = tmpfs.mount("64k")
+    target = folder / "results.json"
     atomic_write_json(target, {"run": 1})
-    remount = subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], capture_output=True, text=True, check=False)
-    if remount.returncode != 0:
-        pytest.skip(f"cannot remount the tmpfs read-only: {remount.stderr.strip()}")
+    tmpfs.read_only(folder)
     with pytest.raises(ResultsWriteError) as err:
         atomic_write_json(target, {"run": 2})
     message = str(err.value)
@@ -51,21 +34,22 @@ def test_read_only_filesystem_names_the_path_and_keeps_the_old_file(tmpfs: Path)
     assert "its previous content is unchanged" in message
     assert json.loads(target.read_text()) == {"run": 1}
     with pytest.raises(ResultsWriteError, match=r"new\.json: Read-only file system.*no file was created"):
-        atomic_write_json(tmpfs / "new.json", {})
+        atomic_write_json(folder / "new.json", {})
     with pytest.raises(ResultsWriteError, match=r"run/results\.json: Read-only file system"):
-        ensure_writable(tmpfs / "run" / "results.json")  # the check a session can make before it starts
-    assert sorted(p.name for p in tmpfs.iterdir()) == ["results.json"]
+        ensure_writable(folder / "run" / "results.json")  # the check a session can make before it starts
+    assert sorted(p.name for p in folder.iterdir()) == ["results.json"]
 
 
-def test_full_filesystem_leaves_nothing_half_written(tmpfs: Path) -> None:
-    target = tmpfs / "results.json"
+def test_full_filesystem_leaves_nothing_half_written(tmpfs: Any) -> None:
+    folder = tmpfs.mount("64k")
+    target = folder / "results.json"
     atomic_write_json(target, {"run": 1})
     with pytest.raises(ResultsWriteError) as err:
         atomic_write_bytes(target, b"x" * 256 * 1024)  # four times the filesystem
     assert str(target) in str(err.value) and "No space left on device" in str(err.value)
     assert "disk or quota is full" in str(err.value)
     assert json.loads(target.read_text()) == {"run": 1}
-    assert _leftovers(tmpfs) == []
+    assert _leftovers(folder) == []
 
 
 def test_file_size_limit_is_a_clear_error(tmp_path: Path) -> None:
