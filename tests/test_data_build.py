@@ -52,7 +52,7 @@ def test_build_qualitative_end_to_end(fresh_cache, capsys):
     recorded = json.loads((qualitative_split_path().parent / INTEGRITY_FILE).read_text())["files"]
     assert {name: entry["recorded"] for name, entry in recorded.items()} == {"test.jsonl": "written",
                                                                            "test.parquet": "written"}
-    assert verify_files(qualitative_split_path().parent, None, "") == []
+    assert verify_files(qualitative_split_path().parent, ["test.jsonl", "test.parquet"], "") == []
     # Same seed, same split; the parquet copy holds the same rows.
     first = qualitative_split_path().read_text()
     assert cli(["build-qualitative", "--seed", "0"]) == 0
