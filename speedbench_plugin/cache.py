@@ -4,7 +4,7 @@ Integrity: every folder the suite builds into its cache (a converted model, a da
 ``.speedbench-files.json`` with the sha256 and size of each file it wrote. :func:`verify_files`
 checks them on load: a size mismatch (truncation, a partial copy) is caught by ``stat`` alone, and
 each file's content is hashed in full once per process (about 1 GB/s here: 0.3 s for the embedded
-model, whose weights :func:`speedbench_plugin.models.model_fingerprint` hashes anyway, and that
+model, whose weights :func:`speedbench_plugin.identity.local_identity` hashes anyway, and that
 reuses the same result). A file changed afterwards in the same process gets a new mtime and is hashed
 again; only a change that also restores the mtime goes unseen until the next process.
 """

@@ -211,21 +211,6 @@ def _build_tiny(tmp: Path, seed: int) -> dict[str, Any]:
     return {"base_tokenizer": str(base), "seed": seed}
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """sha256 over the model's weight files, so results name exactly which weights ran."""
-    import hashlib
-
-    root = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(root.glob("*.safetensors")) or sorted(root.glob("*.bin"))
-    if not files:
-        return "unknown"
-    for file in files:
-        digest.update(file.name.encode())
-        digest.update(sha256_once(file).encode())  # shared with verify_files
-    return digest.hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Build (or check, and rebuild where corrupted) the cached models; 1 with a message on failure."""
     parser = argparse.ArgumentParser(prog="python -m speedbench_plugin.models", description=main.__doc__)

@@ -31,7 +31,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = Settings.from_config(config)
-    config.pluginmanager.register(ReportsPlugin(config), "speedbench-reports")
+    reports = ReportsPlugin(config)
+    if not hasattr(config, "workerinput"):
+        reports.check_writable()
+    config.pluginmanager.register(reports, "speedbench-reports")
 
 
 @pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from speedbench_plugin import __version__
-from speedbench_plugin.cache import atomic_write_json
+from speedbench_plugin.cache import ResultsWriteError, atomic_write_json, ensure_writable
 from speedbench_plugin.record import SCHEMA_VERSION, Record, session_speedups
 from speedbench_plugin.settings import settings_of
 
@@ -173,20 +173,39 @@ class ReportsPlugin:
         output_json["speedbench_record_schema"] = SCHEMA_VERSION
         self._benchmark_json_written = True
 
+    def check_writable(self) -> None:
+        """Fail now, not after hours of benchmarking, when a results file cannot be written."""
+        for path in self._targets():
+            try:
+                ensure_writable(path)
+            except ResultsWriteError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def _targets(self) -> list[Path]:
+        targets = []
+        if settings_of(self.config).results_json:
+            targets.append(Path(str(settings_of(self.config).results_json)))
+        benchmark_json = getattr(self.config.option, "benchmark_json", None)
+        if benchmark_json is not None:
+            # pytest-benchmark gives an open file in older releases, a path in newer ones.
+            targets.append(Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name))
+        return targets
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.records:
             return
         records = self.final_records()
         document = results_document(records)
-        target = settings_of(self.config).results_json
-        if target:
-            atomic_write_json(target, document)
-        benchmark_json = getattr(self.config.option, "benchmark_json", None)
-        if benchmark_json is not None and not self._benchmark_json_written:
-            # pytest-benchmark writes nothing under xdist or --benchmark-disable: the same schema here.
-            path = Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name)
-            atomic_write_json(path, document)
+        try:
+            if settings_of(self.config).results_json:
+                atomic_write_json(self._targets()[0], document)
+            if getattr(self.config.option, "benchmark_json", None) is not None and not self._benchmark_json_written:
+                # pytest-benchmark writes nothing under xdist or --benchmark-disable: the same schema here.
+                atomic_write_json(self._targets()[-1], document)
+        except ResultsWriteError as exc:
+            self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
+            self.failed = True
         try:
             self.config.hook.pytest_speedbench_records(config=self.config, records=records)
         except Exception:  # noqa: BLE001 - a failing writer must not lose the results already written

@@ -157,17 +157,18 @@ def model_cache(real_models: dict[str, Path], tmp_path: Path, monkeypatch: pytes
 def test_truncated_model_is_rebuilt_offline_to_the_same_weights(
     model_cache: Path, real_models: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from speedbench_plugin.models import model_fingerprint, tiny_model
+    from speedbench_plugin.identity import local_identity
+    from speedbench_plugin.models import tiny_model
 
     tiny = model_cache / real_models["tiny"].name
     assert tiny_model() == tiny  # intact: used as it is
-    before = model_fingerprint(tiny)
+    before = local_identity(tiny).sha
     truncate(tiny / "model.safetensors")
     with caplog.at_level(logging.WARNING):
         assert tiny_model() == tiny
     assert f"{tiny / 'model.safetensors'}: " in caplog.text and "Rebuilding it now" in caplog.text
     assert verify_files(tiny, None, "") == []
-    assert model_fingerprint(tiny) == before  # the build is reproducible
+    assert local_identity(tiny).sha == before  # the build is reproducible
     assert sorted(p.name for p in model_cache.iterdir() if ".build-" in p.name or ".old-" in p.name) == []
 
 

@@ -275,3 +275,14 @@ def test_a_client_bound_case_is_flagged_and_its_speed_not_judged(pytester: pytes
         assert speed_verdicts and all(m["status"] == "not comparable" and "client-bound" in m["note"]
                                       for m in speed_verdicts)
     slow.stdout.fnmatch_lines(["*CLIENT-BOUND*"])
+
+
+def test_an_unwritable_results_path_fails_before_any_case_runs(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    blocker = pytester.path / "a-file"
+    blocker.write_text("not a folder")
+    result = pytester.runpytest_subprocess("--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}",
+                                           f"--speedbench-json={blocker / 'results.json'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: cannot write {blocker / 'results.json'}: *nothing was written*"])
+    assert "passed" not in result.stdout.str()
