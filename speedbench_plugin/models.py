@@ -26,7 +26,6 @@ from speedbench_plugin.cache import (
     file_lock,
     listed_files,
     record_files,
-    sha256_once,
     verify_files,
     verify_sha256,
 )
