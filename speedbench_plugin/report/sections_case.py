@@ -88,7 +88,7 @@ def _facts(run: Run) -> list[tuple[str, str]]:
 def fingerprint(ctx: Context) -> Section:
     runs = ctx.report.runs
     facts = [_facts(run) for run in runs]
-    table = Table([Column("")] + [Column(run.label) for run in runs])
+    table = Table([Column("")] + [Column(run.label, "prose") for run in runs])
     for index, (name, _) in enumerate(facts[0]):
         values = [f[index][1] for f in facts]
         differs = len(runs) > 1 and name not in ("file", "written", "commit") and len(set(values)) > 1
@@ -116,7 +116,7 @@ def _row_key(record: Record, sweep: bool) -> str:
 
 def matrix_block(ctx: Context, records: Sequence[Record], read: Callable[[Record], float | None], *, title: str,
                  figure_title: str, label: str, kind: str = "f2", diverging: bool = False, caption: str = "",
-                 summary: str = "mean", row_key: Callable[[Record, bool], str] = _row_key) -> Block:
+                 summary: str = "mean", row_key: Callable[[Record, bool], str] = _row_key, headline: bool = True) -> Block:
     """Drafter x label heatmap of one record figure, with the same matrix as a table and each row's
     mean and range over its labels (computed here, named as such)."""
     sweep = sweeps_concurrency(records)
@@ -136,7 +136,7 @@ def matrix_block(ctx: Context, records: Sequence[Record], read: Callable[[Record
         table.add([key] + values + [spread.mean, f"{fmt(spread.low, kind)} – {fmt(spread.high, kind)}"])
     figure = (lambda: fg.heatmap(matrix, list(rows), columns, title=figure_title, label=label, kind=kind,
                                  diverging=diverging, row_colours=[colours[k] for k in rows]))
-    return Block(title, table, figure, caption, headline=True)
+    return Block(title, table, figure, caption, headline=headline)
 
 
 def _per_case_acceptance(ctx: Context, records: Sequence[Record], run: Run) -> Block:
@@ -183,7 +183,7 @@ def acceptance(ctx: Context) -> Section:
                 section.blocks.append(matrix_block(
                     ctx, sd, lambda r: r.acceptance.acceptance_rate, title=ctx.run_title(f"AR by {what} ({split})", run),
                     figure_title=f"acceptance rate, engine counters ({split})", label="AR (accepted / drafted)",
-                    kind="f3", caption=f"AR from counters: {', '.join(sorted({r.counters.source or '–' for r in sd}))}."))
+                    kind="f3", headline=False, caption=f"AR from counters: {', '.join(sorted({r.counters.source or '–' for r in sd}))}."))
         sd_all = [r for r in run.records if r.case.k]
         if sd_all:
             section.blocks.append(_per_case_acceptance(ctx, sd_all, run))

@@ -203,8 +203,8 @@ def gate(ctx: Context) -> Section | None:
             (lambda marks=marks, title=title, xlabel=xlabel, kind=kind, keys=keys:  # type: ignore[misc]
              fg.row_chart(marks, title=title, xlabel=xlabel, vlines=[0], keys=keys, percent=kind == "speed"))
             if marks else None,
-            "Marker: the change (current − baseline); line: its confidence interval; tick: the threshold on the "
+            ("Marker: the change (current − baseline); line: its confidence interval; tick: the threshold on the "
             "worse side. Tinted rows regressed (vermillion) or improved (green). Drawn: AL and AR of every judged "
-            "case and any figure that regressed or improved; the table holds every figure.",
+            "case and any figure that regressed or improved; the table holds every figure.") if marks else "",
             headline=kind == "acceptance"))
     return section

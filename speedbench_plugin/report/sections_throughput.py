@@ -76,7 +76,9 @@ def _random_block(ctx: Context, run: Run, records: list[Record]) -> Block | None
             rows[(r.case.bucket, r.case.drafter.id, r.case.concurrency)][str(r.case.tier)] = r.speed.output_tps
     table = Table([Column("bucket", "int"), Column("drafter"), Column("conc", "int")]
                   + [Column(f"{t} TPS", "f1") for t in tiers])
-    for (bucket, drafter, concurrency), values in sorted(rows.items(), key=lambda i: (i[0][0] or 0, i[0][1], i[0][2])):
+    drafters = list(ctx.palette.colours)
+    for (bucket, drafter, concurrency), values in sorted(rows.items(), key=lambda i: (
+            i[0][0] or 0, drafters.index(i[0][1]) if i[0][1] in drafters else len(drafters), i[0][2])):
         table.add([bucket, drafter, concurrency] + [values.get(t) for t in tiers])
     return Block(ctx.run_title("Random against real inputs (output TPS per tier)", run), table, notes=[
         ("The record figures side by side. The overstatement (random / real − 1) is computed by the throughput "
