@@ -16,12 +16,7 @@ def _report(args: argparse.Namespace) -> int:
             sys.stdout.write(render(report, fmt, args.html_name))
             return 0
         target = Path(args.output or f"report.{fmt}")
-        if fmt == "md" and args.html_name:
-            from speedbench_plugin.cache import atomic_write_text
-
-            atomic_write_text(target, render(report, fmt, args.html_name))
-        else:
-            write_report(report, target, fmt)
+        write_report(report, target, fmt, args.html_name)
     except ReportInputError as exc:
         print(f"speedbench report: error: {exc}", file=sys.stderr)
         return 2

@@ -32,13 +32,23 @@ def render(report: Report, fmt: str = "html", html_name: str | None = None) -> s
     return render_html(report, ctx, sections)
 
 
-def write_report(report: Report, target: Path, fmt: str | None = None) -> Path:
+def write_report(report: Report, target: Path, fmt: str | None = None, html_name: str | None = None) -> Path:
     """Write the report atomically; the format follows ``fmt`` or the file's suffix (.md: Markdown)."""
     from speedbench_plugin.cache import atomic_write_text
 
     chosen = fmt or ("md" if target.suffix.lower() in (".md", ".markdown") else "html")
-    atomic_write_text(target, render(report, chosen))
+    atomic_write_text(target, render(report, chosen, html_name))
+    _readable(target)
     return target
+
+
+def _readable(path: Path) -> None:
+    """The atomic writer's temporary file is private (0600); a report is for sharing: the umask's mode."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def report_files(paths: Sequence[str | Path], target: Path, fmt: str | None = None,

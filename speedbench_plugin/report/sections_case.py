@@ -73,9 +73,10 @@ def _facts(run: Run) -> list[tuple[str, str]]:
         ("max tokens", _joined(sorted({c.max_tokens for c in cases}))),
         ("temperature", _joined(sorted({c.temperature for c in cases}))),
         ("rounds", _joined(sorted({c.rounds for c in cases}))),
-        ("counter sources", _joined([s for d in describe for s in d.get("counter_sources") or []])),
-        ("engine per-step record", _joined(["yes" if r.engine.get("per_step_record") else "no"
-                                            for r in records if r.case.k])),
+        # What the records hold, not what the engine declared: the two can differ.
+        ("counter sources", _joined([c.source for r in records for c in (r.counters.per_request, r.counters.global_)
+                                     if c is not None])),
+        ("step histograms from", _joined([r.acceptance.histogram_source for r in records if r.case.k])),
         ("engine lacks", _joined([m for d in describe for m in d.get("missing") or []])),
         ("hardware", _hardware(run)),
         ("devices", _joined([c.devices for c in cases])),
