@@ -167,6 +167,17 @@ class Browser:
         os.close(self._results)
 
 
+def colours(png: bytes) -> int:
+    """How many colours a screenshot holds (1: a blank page)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        found = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    return len(found) if found is not None else 1 << 20
+
+
 FACTS_SCRIPT = """JSON.stringify({
   title: document.title,
   h2: [...document.querySelectorAll('h2')].map(e => e.textContent),

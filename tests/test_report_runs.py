@@ -167,7 +167,7 @@ EXPECTED_SECTIONS = ["fingerprint", "gate", "runs", "acceptance", "positions", "
 
 
 def test_the_report_in_a_real_browser(runs: Runs, chromium: str, tmp_path: Path) -> None:
-    from browser import open_page
+    from browser import colours, open_page
     from PIL import Image
 
     paths = [runs.k3, runs.k5, runs.gate, _throughput_and_load(tmp_path / "sweep.json")]
@@ -188,16 +188,29 @@ def test_the_report_in_a_real_browser(runs: Runs, chromium: str, tmp_path: Path)
         assert figure["svgs"] == 1 and figure["width"] > 200 and figure["height"] > 100, figure
         assert figure["table"], f"{figure['title']}: no table beside the figure"
     assert facts["overflowing"] == 0  # no figure wider than the window
-    shots = tmp_path / "screenshot.png"
-    shots.write_bytes(result.screenshot)
+    (tmp_path / "screenshot.png").write_bytes(result.screenshot)
     (tmp_path / "full.png").write_bytes(result.full_page)
-    for png in (shots, tmp_path / "full.png"):
-        with Image.open(png) as image:
-            colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
-            assert colours is None or len(colours) > 50, f"{png.name} is blank: {len(colours or [])} colours"
+    for name in ("screenshot.png", "full.png"):
+        assert colours((tmp_path / name).read_bytes()) > 50, f"{name} is blank"
+        with Image.open(tmp_path / name) as image:
             assert image.width == 1400 and image.height >= 1000
     keep = os.environ.get("SPEEDBENCH_REPORT_ARTIFACTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         for name in ("report.html", "screenshot.png", "full.png"):
             (Path(keep) / name).write_bytes((tmp_path / name).read_bytes())
+
+
+def test_the_browser_check_sees_errors_fetches_and_blank_pages(chromium: str, tmp_path: Path) -> None:
+    """The checks above can fail: a script error, a fetch and a blank page are each caught."""
+    from browser import colours, open_page
+
+    broken = tmp_path / "broken.html"
+    broken.write_text('<!DOCTYPE html><html><body><h2>x</h2><img src="http://example.invalid/a.png">'
+                      "<script>console.error('boom'); missing();</script></body></html>")
+    result = open_page(chromium, broken, tmp_path / "profile-1")
+    assert any("boom" in e for e in result.console_errors) and any(e.startswith("exception") for e in result.console_errors)
+    assert result.network == ["http://example.invalid/a.png"]
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>")
+    assert colours(open_page(chromium, blank, tmp_path / "profile-2").screenshot) == 1
