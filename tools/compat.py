@@ -130,7 +130,7 @@ def install(version: str, venv: Path) -> dict[str, Any]:
     stamp = venv / STAMP
     info = read_json(stamp)
     python = venv / "bin" / "python"
-    if info and python.exists():
+    if isinstance(info, dict) and python.exists():
         log(f"reusing {venv}")
         if info.get("repo") != str(REPO):  # the editable install points at another checkout
             run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(REPO)])
@@ -200,7 +200,8 @@ def probe_capabilities(python: Path) -> dict[str, Any]:
     out = run([str(python), "-c", code], env=suite_env(), capture=True, check=False)
     if out.returncode != 0:
         return {"error": (out.stdout or "")[-2000:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    caps: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return caps
 
 
 def embedded_model(python: Path) -> str:

@@ -174,9 +174,12 @@ class OpenAIEngine(Engine):
         if response.status_code != 200:
             raise EngineError(f"{self.base}{path}: HTTP {response.status_code}: {_http.redact(response.text[:300])}")
         try:
-            return response.json()
+            data = response.json()
         except ValueError:
             raise EngineError(f"{self.base}{path} did not answer JSON; is this an OpenAI-compatible server?") from None
+        if not isinstance(data, dict):
+            raise EngineError(f"{self.base}{path} answered {type(data).__name__}, expected a JSON object")
+        return data
 
     async def _detect_api(self) -> str:
         for path in ("/server_info", "/get_server_info"):
@@ -218,9 +221,12 @@ class OpenAIEngine(Engine):
                 f"{self.base}{path}: the probe request got HTTP {response.status_code}: {_http.redact(response.text[:300])}"
             )
         try:
-            return response.json()
+            data = response.json()
         except ValueError:
             raise EngineError(f"{self.base}{path} did not answer the probe request with JSON") from None
+        if not isinstance(data, dict):
+            raise EngineError(f"{self.base}{path} answered the probe request with {type(data).__name__}")
+        return data
 
     async def _probe_completions(self) -> None:
         """One short request: token ids (required), per-request SD metrics and their level."""
@@ -280,7 +286,7 @@ class OpenAIEngine(Engine):
 
     @property
     def _metrics_path(self) -> str:
-        return self.config.engine_args.get("metrics_path", "/metrics")
+        return str(self.config.engine_args.get("metrics_path", "/metrics"))
 
     async def _scrape_vllm(self) -> SpecCounts | None:
         response = await self._get(self._metrics_path)
