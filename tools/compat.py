@@ -498,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     python = Path(sys.executable) if args.here else venv / "bin" / "python"
     write_json(out / "capabilities.json", probe_capabilities(python))
     if args.probe_only:
+        summarise(version, out, venv)
+        write_matrix(results)
         return 0
     status = 0
     if not args.skip_tests:
