@@ -263,7 +263,9 @@ def test_server_without_sd_counters_says_so(fake):
     info = engine.describe()
     assert info["counters"].startswith("counters unavailable")
     assert info["probe"] == {"token_ids": True, "per_request_metrics": False}
-    assert any("--per-request-spec-decode-metrics" in m and "0.29" in m for m in info["missing"])
+    # the probe saw no per-request metrics, the streamed request did: no such note
+    assert info["counter_sources"] == ["vllm:per_request"] and info["per_step_record"] is True
+    assert [m for m in info["missing"] if not m.startswith("counters unavailable")] == []
     assert any(m.startswith("counters unavailable") for m in info["missing"])
     assert result.output_tokens == 8  # the request itself still works
 
@@ -283,6 +285,10 @@ def test_probe_finds_per_request_metrics_and_their_level(fake):
     final = [json.loads(line[6:]) for line in SSE_SAMPLE.splitlines() if line.startswith("data: {")][-1]
     spec = final["metrics"]["speculative_decoding"]
     fake.metrics = (SAMPLES / "vllm_metrics.prom").read_text()
+    caps = _capabilities(_engine(fake.url))  # the probe saw no per-request metrics
+    assert caps.counter_sources == ("vllm:/metrics",) and not caps.per_step_record
+    assert any("--per-request-spec-decode-metrics" in m and "0.29" in m for m in caps.missing)
+    assert _capabilities(_engine(fake.url, drafter="none")).missing == ()  # nothing to miss without a drafter
     fake.probe_metrics = {k: v for k, v in spec.items() if not k.startswith("per_step")}  # summary level
     caps = _capabilities(_engine(fake.url))
     assert caps.counter_sources == ("vllm:per_request", "vllm:/metrics") and not caps.per_step_record
@@ -462,7 +468,8 @@ def test_real_server_capabilities_are_probed(openai_run, per_request_metrics):
     results, counters, info = openai_run
     expected = ["vllm:per_request", "vllm:/metrics"] if per_request_metrics else ["vllm:/metrics"]
     assert info["counter_sources"] == expected and info["per_step_record"] is per_request_metrics
-    assert info["probe"] == {"token_ids": True, "per_request_metrics": per_request_metrics}
+    assert info["probe"]["token_ids"] is True
+    assert any("per-request SD metrics" in m for m in info["missing"]) is not per_request_metrics
     assert all((r.spec is not None) is per_request_metrics for r in results)
     assert counters is not None and counters.source == "vllm:/metrics" and counters.num_drafts > 0
 

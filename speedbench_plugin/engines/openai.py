@@ -239,22 +239,13 @@ class OpenAIEngine(Engine):
                 f"{self.base}/v1/completions returns no token ids; speedbench needs `return_token_ids` "
                 "(vLLM >= 0.10.2) to measure tokens exactly"
             )
+        # vLLM sends the dict only once a step drafted: a short probe may see none although the
+        # server has the flag, so later responses can still turn these on (never off).
         spec = (answer.get("metrics") or {}).get("speculative_decoding")
         self._probe = {"token_ids": True, "per_request_metrics": spec is not None}
         if spec is not None:
             self._per_request = True
-            self._per_step = wire.vllm_steps_from_spec_dict(spec) is not None and "per_step_accepted" in spec
-            if not self._per_step:
-                self._missing.append(
-                    "no per-step record on the probe request (server flag --per-request-spec-decode-metrics "
-                    "detailed, or no drafting step yet): the stream's step histogram stands unchecked"
-                )
-        elif self.config.drafter.enabled:
-            self._missing.append(
-                "no per-request SD metrics (server flag --per-request-spec-decode-metrics detailed, vLLM >= 0.29): "
-                "counters are server-wide /metrics deltas; drafts cut at a request's end cannot be subtracted "
-                "exactly, and the step histogram, per-position rates and CAR come from the stream alone"
-            )
+            self._per_step = "per_step_accepted" in spec
 
     async def _read_sglang_info(self) -> None:
         info: dict[str, Any] = {}
@@ -432,11 +423,24 @@ class OpenAIEngine(Engine):
                 sources.append(wire.VLLM_PER_REQUEST)
             if self._baseline is not None:
                 sources.append(wire.VLLM_PROMETHEUS)
+        missing = list(self._missing)
+        if self.api != "sglang" and self.config.drafter.enabled:
+            if not self._per_request:
+                missing.append(
+                    "no per-request SD metrics seen (server flag --per-request-spec-decode-metrics detailed, "
+                    "vLLM >= 0.29): counters are server-wide /metrics deltas; drafts cut at a request's end cannot "
+                    "be subtracted exactly, and the step histogram, per-position rates and CAR come from the stream alone"
+                )
+            elif not self._per_step:
+                missing.append(
+                    "no per-step record seen (server flag --per-request-spec-decode-metrics detailed, not summary): "
+                    "the stream's step histogram stands unchecked against merged chunks"
+                )
         return EngineCapabilities(
             counter_sources=tuple(sources),
             per_step_record=self._per_step,
             ceiling=False,
-            missing=tuple(self._missing),
+            missing=tuple(missing),
         )
 
     def describe(self) -> dict[str, Any]:
