@@ -493,7 +493,11 @@ def test_real_server_counters_match_per_request_metrics(openai_run, per_request_
         drafted_tokens = sum(a + 1 for a in r.spec_raw["per_step_accepted"])
         overshoot = drafted_tokens - (MAX_TOKENS - 1)
         assert overshoot <= K, (r.request_id, r.spec_raw)
-        assert len(r.chunks) >= 1 + r.spec.num_drafts  # one chunk per step (ngram: no async scheduling)
+        # A chunk carries one step or, when the client falls behind (vLLM merges a request's pending
+        # outputs; seen here on a loaded machine), several: never more chunks than steps.
+        steps_without_draft = max(0, MAX_TOKENS - 1 - drafted_tokens)
+        assert len(r.chunks) <= 1 + r.spec.num_drafts + steps_without_draft, (r.request_id, r.spec_raw)
+        assert r.steps is not None and list(r.steps.accepted) == r.spec_raw["per_step_accepted"]
         print(f"\n{r.request_id}: chunks={[c.n_tokens for c in r.chunks]} per_step={r.spec_raw['per_step_accepted']}")
 
 
