@@ -375,7 +375,7 @@ def matrix(results: Path) -> str:
             str(install.get("torch_installed") or "?") + (" (PyPI)" if "PyPI" in str(install.get("torch_how")) else ""),
             ", ".join(caps.get("counter_sources") or []) or "?",
             "yes" if caps.get("per_step_record") else "no",
-            ", ".join(ran) or "none",
+            (", ".join(ran) or "none") if (s.get("bench") or {}).get("available") else "bench not run",
             test_text,
             _fmt_fidelity(self_draft[0]["fidelity"]) if self_draft else "n/a",
             "<br>".join(f.replace("|", "\\|")[:240] for f in failures) or "none",
