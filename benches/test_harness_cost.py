@@ -14,7 +14,8 @@ from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines.base import EngineConfig, Sampling
 from speedbench_plugin.engines.fake import FakeEngine
 from speedbench_plugin.metrics import percentile, step_latencies
-from speedbench_plugin.runner import EngineHost, RoundResult, WorkItem, run_round
+from speedbench_plugin.record import MeasuredRound
+from speedbench_plugin.runner import EngineHost, WorkItem, run_round
 
 CONCURRENCY = 512
 STEP_S = 0.005
@@ -22,7 +23,7 @@ MAX_TOKENS = 64
 ITEMS = [WorkItem(f"q{i}", "fake", prompt_ids=(1, 2, i)) for i in range(CONCURRENCY)]
 
 
-def _round(step_s: float) -> RoundResult:
+def _round(step_s: float) -> MeasuredRound:
     engine = FakeEngine(EngineConfig("fake", DrafterSpec.parse("ngram:k=3"), {"step_s": step_s, "accept": 0.5}))
     host = EngineHost(engine)
     host.start()
@@ -33,7 +34,7 @@ def _round(step_s: float) -> RoundResult:
 
 
 def test_harness_cost(benchmark):
-    rounds: list[RoundResult] = []
+    rounds: list[MeasuredRound] = []
     benchmark.pedantic(lambda: rounds.append(_round(0.0)), rounds=3, iterations=1)
     fastest = max(rounds, key=lambda r: sum(len(s.chunks) for s in r.streams) / (r.t_end - r.t_start))
     chunks = sum(len(s.chunks) for s in fastest.streams)

@@ -1,19 +1,31 @@
-"""One benchmark case: run the workload under pytest-benchmark, build and publish its record."""
+"""One benchmark case: run the workload under pytest-benchmark, build its record once, publish it.
+
+pytest-benchmark times the workload only: the engine's cumulative counters are snapshotted in the
+untimed ``setup`` before each round and once after the last (round ``i`` is the difference of
+snapshots ``i + 1`` and ``i``), and any reference run happens after the timed rounds.
+"""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin.engines.base import Sampling
-from speedbench_plugin.record import CaseInfo, build_record
-from speedbench_plugin.runner import EngineHost, RoundResult, WorkItem
+from speedbench_plugin.engines.base import CeilingRun, Sampling, SpecCounts
+from speedbench_plugin.record import CaseKey, ClientBoundPolicy, MeasuredRound, Record, build_record
+from speedbench_plugin.runner import EngineHost, WorkItem, run_round
 from speedbench_plugin.settings import Settings
 
-RECORD_KEY = pytest.StashKey[dict]()
+if TYPE_CHECKING:
+    from speedbench_plugin.drafters import DrafterSpec
+    from speedbench_plugin.prompts import ChatTokenizer
+
+RECORD_KEY = pytest.StashKey[Record]()
+LABELS = ("category", "bucket", "tier")
 
 
 @dataclass
@@ -22,13 +34,15 @@ class EngineUnderTest:
 
     host: EngineHost
     settings: Settings
-    drafter: Any  # DrafterSpec
+    drafter: DrafterSpec  # as the user gave it (not resolved to a cache path)
     model: str
     model_sha: str
-    tokenizer: Any  # ChatTokenizer
+    model_identity: str
+    tokenizer: ChatTokenizer
+    devices: str | None = None
 
 
-def _progress_bar(settings: Settings, total: int, desc: str):
+def _progress_bar(settings: Settings, total: int, desc: str) -> Any:
     if settings.progress == "off" or total <= 1:
         return None
     from tqdm import tqdm
@@ -47,6 +61,11 @@ def _uncaptured(config: pytest.Config) -> Iterator[None]:
         yield
 
 
+def _deltas(snapshots: Sequence[SpecCounts | None]) -> list[SpecCounts | None]:
+    return [after - before if after is not None and before is not None else None
+            for before, after in itertools.pairwise(snapshots)]
+
+
 class CaseRunner:
     """Bound to one test item; ``run`` executes the case and fails it on errors or regressions."""
 
@@ -54,6 +73,78 @@ class CaseRunner:
         self.item = item
         self.benchmark = benchmark
         self.target = target
+
+    def _case_key(self, split: str, labels: dict[str, Any], concurrency: int, sampling: Sampling, rounds: int,
+                  drafter: DrafterSpec, dynamic_table: list[list[int]] | None) -> CaseKey:
+        unknown = set(labels) - set(LABELS)
+        if unknown:
+            raise ValueError(f"case labels {sorted(unknown)} are not among {LABELS}")
+        engine = self.target.host.engine
+        return CaseKey(
+            case_id=self.item.name,  # e.g. test_qualitative[vllm-ngram_k3-coding]
+            nodeid=self.item.nodeid,
+            split=split,
+            engine=engine.name,
+            engine_version=engine.version,
+            model=self.target.model,
+            model_sha=self.target.model_sha,
+            model_identity=self.target.model_identity,
+            drafter=drafter,
+            concurrency=concurrency,
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            rounds=rounds,
+            devices=self.target.devices,
+            dynamic_table=dynamic_table,
+            **labels,
+        )
+
+    def measure(self, items: Sequence[WorkItem], sampling: Sampling, concurrency: int, rounds: int) -> list[MeasuredRound]:
+        """The timed rounds, each with the engine's counter delta around it."""
+        settings, host = self.target.settings, self.target.host
+        results: list[MeasuredRound] = []
+        snapshots: list[SpecCounts | None] = []
+        total_requests = sum(item.requests for item in items)
+
+        def snapshot() -> None:  # pytest-benchmark's untimed setup
+            snapshots.append(host.counters())
+
+        def one_round() -> None:
+            bar = _progress_bar(settings, total_requests, f"{self.item.name} round {len(results) + 1}/{rounds}")
+            tick = (lambda _request: bar.update(1)) if bar is not None else None
+            try:
+                with _uncaptured(self.item.config) if bar is not None else contextlib.nullcontext():
+                    results.append(host.run(run_round(host.engine, self.target.tokenizer, items, sampling,
+                                                      concurrency, len(results), tick)))
+            finally:
+                if bar is not None:
+                    bar.close()
+
+        if getattr(self.benchmark, "disabled", False):
+            # A disabled pytest-benchmark (under xdist, or --benchmark-disable) runs its target once;
+            # the suite's rounds must all still run.
+            for _ in range(rounds):
+                snapshot()
+                one_round()
+        else:
+            self.benchmark.pedantic(one_round, setup=snapshot, rounds=rounds, iterations=1, warmup_rounds=0)
+        snapshot()
+        return [dataclasses.replace(r, counters=delta) for r, delta in zip(results, _deltas(snapshots))]
+
+    def ceiling(self, split: str, measured: Sequence[MeasuredRound], sampling: Sampling,
+                concurrency: int) -> CeilingRun | str | None:
+        """The engine's own non-streaming run of the first round's prompts (after the timed rounds,
+        outside pytest-benchmark's timing), or why there is none."""
+        mode = self.target.settings.ceiling
+        if mode == "off" or (mode == "auto" and split != "throughput"):
+            return None
+        engine = self.target.host.engine
+        if not engine.capabilities.ceiling:
+            return f"{engine.name}: no non-streaming path to measure a ceiling with"
+        prompts = [r.prompt_ids for r in measured[0].requests if r.prompt_ids is not None] if measured else []
+        if not prompts:
+            return None
+        return self.target.host.run(engine.ceiling(prompts, sampling, concurrency))
 
     def run(
         self,
@@ -64,64 +155,30 @@ class CaseRunner:
         concurrency: int,
         sampling: Sampling | None = None,
         rounds: int | None = None,
-        drafter_label: str | None = None,
-    ) -> dict[str, Any]:
+        drafter: DrafterSpec | None = None,
+        dynamic_table: list[list[int]] | None = None,
+    ) -> Record:
         settings = self.target.settings
-        drafter = self.target.drafter
         sampling = sampling or Sampling(max_tokens=settings.max_tokens, temperature=settings.temperature)
         rounds = rounds or settings.rounds
-        engine = self.target.host.engine
-        case_id = self.item.name  # e.g. test_qualitative[vllm-ngram_k3-coding]
-        results: list[RoundResult] = []
-        total_requests = sum(max(1, len(i.turns)) if i.prompt_ids is None else 1 for i in items)
-
-        def one_round() -> None:
-            bar = _progress_bar(settings, total_requests, f"{case_id} round {len(results) + 1}/{rounds}")
-            tick = (lambda _turn: bar.update(1)) if bar is not None else None
-            from speedbench_plugin.runner import run_round
-
-            try:
-                with _uncaptured(self.item.config) if bar is not None else contextlib.nullcontext():
-                    results.append(
-                        self.target.host.run(
-                            run_round(engine, self.target.tokenizer, items, sampling, concurrency, len(results), tick)
-                        )
-                    )
-            finally:
-                if bar is not None:
-                    bar.close()
-
+        config = self.item.config
         self.benchmark.group = f"{split}:{'-'.join(str(v) for v in labels.values())}"
-        if getattr(self.benchmark, "disabled", False):
-            # A disabled pytest-benchmark (under xdist, or --benchmark-disable) runs its target once;
-            # the suite's rounds must all still run.
-            for _ in range(rounds):
-                one_round()
-        else:
-            self.benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
-        info = CaseInfo(
-            case_id=case_id,
-            split=split,
-            engine=engine.name,
-            engine_version=engine.version,
-            model=self.target.model,
-            model_sha=self.target.model_sha,
-            drafter=drafter_label or str(drafter),
-            drafter_id=drafter.id,
-            k=drafter.k if drafter.enabled else 0,
-            concurrency=concurrency,
-            max_tokens=sampling.max_tokens,
-            temperature=sampling.temperature,
-            labels=labels,
-        )
-        record = build_record(info, results)
-        self.benchmark.extra_info["speedbench"] = record
+        measured = self.measure(items, sampling, concurrency, rounds)
+        case = self._case_key(split, labels, concurrency, sampling, rounds, drafter or self.target.drafter, dynamic_table)
+        record = build_record(case, self.target.host.engine.describe(), measured,
+                              tensor_parallel_size=settings.tensor_parallel_size,
+                              policy=ClientBoundPolicy(settings.client_bound_efficiency),
+                              ceiling=self.ceiling(split, measured, sampling, concurrency))
+        for sections in config.hook.pytest_speedbench_update_record(config=config, record=record, rounds=measured):
+            if sections:
+                record = record.with_sections(sections)
         self.item.stash[RECORD_KEY] = record
-        problems = [msg for msgs in self.item.config.hook.pytest_speedbench_check(config=self.item.config, record=record) for msg in (msgs or [])]
-        if record["errors"]:
-            shown = "\n  ".join(record["errors"][:10])
-            more = f"\n  ... and {len(record['errors']) - 10} more" if len(record["errors"]) > 10 else ""
-            problems.insert(0, f"{len(record['errors'])} request(s) failed:\n  {shown}{more}")
+        self.benchmark.extra_info["speedbench"] = record.to_json()
+        problems = [msg for msgs in config.hook.pytest_speedbench_check(config=config, record=record) for msg in (msgs or [])]
+        if record.errors:
+            shown = "\n  ".join(record.errors[:10])
+            more = f"\n  ... and {len(record.errors) - 10} more" if len(record.errors) > 10 else ""
+            problems.insert(0, f"{len(record.errors)} request(s) failed:\n  {shown}{more}")
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
         return record

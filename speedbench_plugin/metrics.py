@@ -2,10 +2,17 @@
 
 Conventions, chosen once and named wherever they are reported:
 
-* A *step* is one target verification pass of one request. From a stream, every chunk after the
-  first is one step (the first chunk is the prefill's token). A step emits ``1 + accepted`` tokens.
+* A *step* is one target verification pass of one request. A step emits ``1 + accepted`` tokens.
+  The prefill emits one token; every later token comes from a decode step.
+* From a stream, every chunk is one step (the first chunk is the prefill's token) — unless the
+  engine merged steps into one chunk. A chunk longer than ``k + 1`` tokens (``k = 0``: longer than
+  one token; a first chunk longer than one token) is certainly a merge and is counted in
+  ``merged_chunks``. A merge that stays within ``k + 1`` tokens cannot be seen in the stream.
 * ``acceptance_length`` (AL) pools all decode steps of all requests: decode tokens / decode steps
   (SPEED-Bench, Spec-Bench). Steps in which the drafter proposed nothing count, as they cost a pass.
+  The steps come from the engine's per-step record where every request has one, otherwise from
+  the stream (then merged steps make AL, ``pp`` and ``CAR`` *overstate* acceptance: the record
+  says so).
 * vLLM's own AL counts only steps that drafted: ``1 + accepted / drafts``. It is reported as
   ``acceptance_length_drafting_steps`` next to the headline, never instead of it.
 * ``per_position`` ``pp[i]`` = share of steps whose draft ``i`` (0-based) was accepted;
@@ -23,23 +30,44 @@ import numpy as np
 from speedbench_plugin.engines.base import SpecCounts, StreamResult
 
 
-def _ratio(num: float, den: float) -> float:
-    return num / den if den else math.nan
+def ratio(num: float | None, den: float | None) -> float:
+    """``num / den``; NaN when either is missing or the denominator is zero."""
+    if num is None or den is None or not den:
+        return math.nan
+    return num / den
 
 
 # --- steps as seen in the stream -------------------------------------------------------------
 
 
 def decode_step_lengths(result: StreamResult) -> list[int]:
-    """Tokens emitted per decode step: the sizes of every chunk after the first."""
-    return [chunk.n_tokens for chunk in result.chunks[1:] if chunk.n_tokens > 0]
+    """Tokens per decode step as the stream shows them: every chunk after the first, and the
+    first chunk's tokens beyond the prefill's one (a first chunk that merged decode steps)."""
+    if not result.chunks:
+        return []
+    head = result.chunks[0].n_tokens - 1
+    lengths = [head] if head > 0 else []
+    return lengths + [chunk.n_tokens for chunk in result.chunks[1:] if chunk.n_tokens > 0]
+
+
+def is_merged(length: int, k: int) -> bool:
+    """A decode chunk longer than one step can emit (``k + 1`` tokens) merged several steps."""
+    return length > k + 1
+
+
+def merged_chunks(result: StreamResult, k: int) -> int:
+    """Chunks that are certainly several steps: longer than ``k + 1`` decode tokens, or a first
+    chunk carrying more than the prefill's token."""
+    if not result.chunks:
+        return 0
+    first = 1 if result.chunks[0].n_tokens > 1 else 0
+    return first + sum(1 for chunk in result.chunks[1:] if is_merged(chunk.n_tokens, k))
 
 
 def step_length_histogram(lengths: Iterable[int], k: int) -> list[int]:
     """``hist[j]`` = steps that accepted ``j`` drafts (emitted ``j + 1`` tokens), ``j = 0..k``.
 
-    A step longer than ``k + 1`` tokens means the stream merged steps; it lands in the last bin
-    and shows up as a fidelity gap against the engine's counters.
+    A merged chunk (longer than ``k + 1``) lands in the last bin; ``merged_chunks`` counts them.
     """
     hist = [0] * (k + 1)
     for length in lengths:
@@ -49,11 +77,12 @@ def step_length_histogram(lengths: Iterable[int], k: int) -> list[int]:
 
 @dataclass(frozen=True)
 class StreamSteps:
-    """Decode steps pooled over requests."""
+    """Decode steps pooled over requests, as the stream shows them."""
 
     steps: int
     decode_tokens: int
     histogram: tuple[int, ...]
+    merged_chunks: int = 0
 
     @property
     def accepted_tokens(self) -> int:
@@ -62,16 +91,80 @@ class StreamSteps:
     @classmethod
     def pool(cls, results: Sequence[StreamResult], k: int) -> StreamSteps:
         lengths = [n for r in results for n in decode_step_lengths(r)]
-        return cls(len(lengths), sum(lengths), tuple(step_length_histogram(lengths, k)))
+        merged = sum(merged_chunks(r, k) for r in results)
+        return cls(len(lengths), sum(lengths), tuple(step_length_histogram(lengths, k)), merged)
 
 
-def acceptance_length(steps: StreamSteps) -> float:
+# --- steps as the engine recorded them -------------------------------------------------------
+
+
+def accepted_cut_at_end(result: StreamResult) -> int | None:
+    """Drafts the engine accepted in a request's final step but never delivered (max_tokens or a
+    stop token fell inside the accepted run), from the engine's per-step record.
+
+    Counted only when that cut alone explains the request's whole gap between counters and stream;
+    otherwise 0, so the gap stays visible. None when the engine gives no per-step record.
+    """
+    record = result.steps
+    if record is None or result.spec is None or len(result.chunks) < 2:
+        return None
+    last_chunk = result.chunks[-1].n_tokens
+    cut = record.accepted[-1] + 1 - last_chunk if record.accepted else 0
+    lengths = decode_step_lengths(result)
+    gap = result.spec.num_accepted_tokens - (sum(lengths) - len(lengths))
+    return cut if cut > 0 and gap == cut else 0
+
+
+def engine_step_histogram(result: StreamResult, k: int) -> list[int] | None:
+    """The step histogram from the engine's own per-step record, over every decode step.
+
+    The record lists only the steps that drafted; each step that drafted nothing emitted one token,
+    so their number is what the delivered tokens leave over (plus any drafts accepted but cut at
+    the end, which the drafting steps' counts include). None without a per-step record.
+    """
+    record = result.steps
+    if record is None:
+        return None
+    hist = [0] * (k + 1)
+    for accepted in record.accepted:
+        hist[min(accepted, k)] += 1
+    decode_tokens = max(0, result.output_tokens - 1)
+    cut = accepted_cut_at_end(result) or 0
+    hist[0] += max(0, decode_tokens + cut - sum(a + 1 for a in record.accepted))
+    return hist
+
+
+def histogram_steps(histogram: Sequence[int]) -> int:
+    return int(sum(histogram))
+
+
+def histogram_tokens(histogram: Sequence[int]) -> int:
+    """Tokens the steps of a histogram emitted (``j + 1`` per step in bin ``j``)."""
+    return int(sum((j + 1) * count for j, count in enumerate(histogram)))
+
+
+def pool_histograms(histograms: Iterable[Sequence[int]], k: int) -> list[int]:
+    total = [0] * (k + 1)
+    for hist in histograms:
+        for j, count in enumerate(hist):
+            total[min(j, k)] += int(count)
+    return total
+
+
+# --- acceptance --------------------------------------------------------------------------------
+
+
+def acceptance_length(decode_tokens: int, steps: int) -> float:
     """AL: decode tokens / decode steps, pooled over every request."""
-    return _ratio(steps.decode_tokens, steps.steps)
+    return ratio(decode_tokens, steps)
+
+
+def acceptance_length_of(steps: StreamSteps) -> float:
+    return acceptance_length(steps.decode_tokens, steps.steps)
 
 
 def acceptance_length_request_mean(results: Sequence[StreamResult]) -> float:
-    """Mean over requests of each request's own AL (specdec_bench's averaging, named as such)."""
+    """Mean over requests of each request's own stream AL (specdec_bench's averaging, named as such)."""
     per_request = []
     for result in results:
         lengths = decode_step_lengths(result)
@@ -84,16 +177,21 @@ def per_position_from_histogram(histogram: Sequence[int]) -> list[float]:
     """``pp[i] = P(L >= i + 2)``: share of steps that accepted draft ``i``."""
     total = sum(histogram)
     k = len(histogram) - 1
-    return [_ratio(sum(histogram[i + 1 :]), total) for i in range(k)]
+    return [ratio(sum(histogram[i + 1 :]), total) for i in range(k)]
 
 
 def conditional_acceptance(per_position: Sequence[float]) -> list[float]:
     """``CAR[i] = pp[i] / pp[i-1]``: P(draft i accepted | drafts 0..i-1 accepted)."""
     rates, previous = [], 1.0
     for value in per_position:
-        rates.append(_ratio(value, previous))
+        rates.append(ratio(value, previous))
         previous = value
     return rates
+
+
+def merge_rate(merged: int, steps: int) -> float:
+    """Share of streamed decode chunks that are certainly merged steps."""
+    return ratio(merged, steps)
 
 
 # --- the engine's own counters ---------------------------------------------------------------
@@ -101,71 +199,101 @@ def conditional_acceptance(per_position: Sequence[float]) -> list[float]:
 
 def acceptance_rate(counts: SpecCounts) -> float:
     """AR: accepted draft tokens / drafted tokens."""
-    return _ratio(counts.num_accepted_tokens, counts.num_draft_tokens)
+    return ratio(counts.num_accepted_tokens, counts.num_draft_tokens)
 
 
 def acceptance_length_drafting_steps(counts: SpecCounts) -> float:
     """vLLM's AL: ``1 + accepted / drafts`` over the steps that drafted."""
-    return 1.0 + _ratio(counts.num_accepted_tokens, counts.num_drafts)
+    return 1.0 + ratio(counts.num_accepted_tokens, counts.num_drafts)
 
 
 def per_position_from_counts(counts: SpecCounts, k: int, steps: int | None = None) -> list[float]:
     """``accepted_per_pos[i] / steps``; ``steps`` defaults to the drafting steps (vLLM's)."""
     denominator = counts.num_drafts if steps is None else steps
     padded = list(counts.accepted_per_pos[:k]) + [0] * max(0, k - len(counts.accepted_per_pos))
-    return [_ratio(value, denominator) for value in padded]
+    return [ratio(value, denominator) for value in padded]
 
 
-def counters_summary(counts: SpecCounts, k: int) -> dict[str, object]:
-    per_position = per_position_from_counts(counts, k)
-    return {
-        **counts.to_dict(),
-        "acceptance_length_drafting_steps": acceptance_length_drafting_steps(counts),
-        "acceptance_rate": acceptance_rate(counts),
-        "per_position_acceptance_rates": per_position,
-        "conditional_acceptance_rates": conditional_acceptance(per_position),
-    }
+# --- stream against counters -----------------------------------------------------------------
+
+EXACT = "exact"
+WITHIN_END_CUT_BOUND = "within the end-cut bound"
+MERGED_STEPS = "merged steps"
+UNEXPLAINED = "unexplained"
 
 
-def accepted_cut_at_end(result: StreamResult) -> int | None:
-    """Drafts the engine accepted in a request's final step but never delivered (max_tokens or a
-    stop token fell inside the accepted run), from the engine's per-step record.
+def end_cut_bound(results: Sequence[StreamResult], k: int) -> int:
+    """At most ``k`` drafts per request can be accepted but never delivered: those of a request's
+    last step, when ``max_tokens`` or a stop token fell inside the accepted run."""
+    return k * sum(1 for r in results if r.finish_reason in ("length", "stop"))
 
-    Counted only when that cut alone explains the request's whole gap between counters and stream;
-    otherwise 0, so the gap stays visible. None when the engine gives no per-step record.
+
+@dataclass(frozen=True)
+class FidelityCheck:
+    """Stream against one counter source, on what both measure: accepted draft tokens."""
+
+    counter_source: str
+    accepted_tokens_stream: int
+    accepted_tokens_counters: int
+    accepted_cut_at_end: int | None  # exact, from the engine's per-step record; None without one
+    end_cut_bound: int
+    gap: int  # counters - stream - exact cut: what is left to explain
+    acceptance_length_stream: float
+    acceptance_length_counters: float
+    abs_diff: float
+    rel_diff: float
+    stream_steps: int
+    counter_drafting_steps: int
+    steps_without_draft: int
+    merged_chunks: int
+    verdict: str
+    explanation: str
+
+
+def fidelity(steps: StreamSteps, counts: SpecCounts, *, cut_at_end: int | None, bound: int) -> FidelityCheck:
+    """Stream against counters on accepted draft tokens.
+
+    ``acceptance_length_*`` put both on the stream's steps: the stream's ``tokens / steps`` against
+    ``1 + (counter accepted - exact end cut) / steps``. What explains a gap: drafts accepted in a
+    request's last step but cut by ``max_tokens`` (counters > stream, at most ``bound``), and steps
+    merged in the stream (stream > counters: the stream saw fewer, longer steps).
     """
-    per_step = (result.spec_raw or {}).get("per_step_accepted")
-    if per_step is None or result.spec is None or len(result.chunks) < 2:
-        return None
-    last_chunk = result.chunks[-1].n_tokens
-    cut = per_step[-1] + 1 - last_chunk if per_step else 0
-    stream_accepted = sum(decode_step_lengths(result)) - len(decode_step_lengths(result))
-    gap = result.spec.num_accepted_tokens - stream_accepted
-    return cut if cut > 0 and gap == cut else 0
-
-
-def fidelity(steps: StreamSteps, counts: SpecCounts, cut_at_end: int | None = None) -> dict[str, float | None]:
-    """Stream against counters on the quantity both measure: accepted draft tokens.
-
-    ``acceptance_length`` puts both on the stream's steps: the stream's ``tokens / steps`` against
-    ``1 + counter_accepted / steps``, less the drafts accepted but cut at a request's end (see
-    :func:`accepted_cut_at_end`). A merged chunk (two steps in one) moves them apart.
-    """
-    stream_al = acceptance_length(steps)
-    delivered = counts.num_accepted_tokens - (cut_at_end or 0)
-    counter_al = 1.0 + _ratio(delivered, steps.steps)
-    return {
-        "accepted_tokens_stream": steps.accepted_tokens,
-        "accepted_tokens_counters": counts.num_accepted_tokens,
-        "accepted_cut_at_end": cut_at_end,
-        "acceptance_length_stream": stream_al,
-        "acceptance_length_counters": counter_al,
-        "abs_diff": stream_al - counter_al,
-        "rel_diff": _ratio(stream_al - counter_al, counter_al),
-        "stream_steps": steps.steps,
-        "counter_drafting_steps": counts.num_drafts,
-        "steps_without_draft": steps.steps - counts.num_drafts,
-    }
+    gap = counts.num_accepted_tokens - (cut_at_end or 0) - steps.accepted_tokens
+    stream_al = acceptance_length_of(steps)
+    counter_al = 1.0 + ratio(counts.num_accepted_tokens - (cut_at_end or 0), steps.steps)
+    if gap == 0:
+        verdict = EXACT
+        why = "stream and counters agree" + (f" after {cut_at_end} drafts cut at requests' ends" if cut_at_end else "")
+    elif gap > 0 and cut_at_end is None and gap <= bound:
+        verdict = WITHIN_END_CUT_BOUND
+        why = (f"counters show {gap} more accepted drafts than the stream delivered; drafts cut by max_tokens or a "
+               f"stop at requests' ends explain at most {bound} (no per-step record to count them exactly)")
+    elif gap < 0 and steps.merged_chunks:
+        verdict = MERGED_STEPS
+        why = (f"the stream shows {-gap} more accepted tokens than the engine counted: {steps.merged_chunks} chunks "
+               "merged engine steps, so the stream saw fewer, longer steps")
+    else:
+        verdict = UNEXPLAINED
+        bound_text = f"exact end cut {cut_at_end}" if cut_at_end is not None else f"end-cut bound {bound}"
+        why = f"counters - stream = {gap} accepted drafts, beyond what explains it ({bound_text}, merged chunks {steps.merged_chunks})"
+    return FidelityCheck(
+        counter_source=counts.source,
+        accepted_tokens_stream=steps.accepted_tokens,
+        accepted_tokens_counters=counts.num_accepted_tokens,
+        accepted_cut_at_end=cut_at_end,
+        end_cut_bound=bound,
+        gap=gap,
+        acceptance_length_stream=stream_al,
+        acceptance_length_counters=counter_al,
+        abs_diff=stream_al - counter_al,
+        rel_diff=ratio(stream_al - counter_al, counter_al),
+        stream_steps=steps.steps,
+        counter_drafting_steps=counts.num_drafts,
+        steps_without_draft=steps.steps - counts.num_drafts,
+        merged_chunks=steps.merged_chunks,
+        verdict=verdict,
+        explanation=why,
+    )
 
 
 # --- timing ----------------------------------------------------------------------------------
@@ -181,12 +309,12 @@ def decode_time(result: StreamResult) -> float:
 
 def user_tps(result: StreamResult) -> float:
     """Per-request generation speed after the first token: ``(n - 1) / (t_last - t_first)``."""
-    return _ratio(result.output_tokens - result.chunks[0].n_tokens, decode_time(result)) if result.chunks else math.nan
+    return ratio(result.output_tokens - result.chunks[0].n_tokens, decode_time(result)) if result.chunks else math.nan
 
 
 def tpot(result: StreamResult) -> float:
     """Time per output token after the first: the inverse of user TPS."""
-    return _ratio(decode_time(result), result.output_tokens - result.chunks[0].n_tokens) if result.chunks else math.nan
+    return ratio(decode_time(result), result.output_tokens - result.chunks[0].n_tokens) if result.chunks else math.nan
 
 
 def step_latencies(result: StreamResult) -> list[float]:
@@ -201,9 +329,39 @@ def output_tps(results: Sequence[StreamResult]) -> float:
         return math.nan
     start = min(r.t_submit for r in results)
     end = max(r.chunks[-1].t for r in finished)
-    return _ratio(sum(r.output_tokens for r in finished), end - start)
+    return ratio(sum(r.output_tokens for r in finished), end - start)
 
 
-def percentile(values: Iterable[float], q: float) -> float:
-    clean = [v for v in values if not math.isnan(v)]
+def percentile(values: Iterable[float | None], q: float) -> float:
+    clean = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.percentile(clean, q)) if clean else math.nan
+
+
+def median(values: Iterable[float | None]) -> float:
+    return percentile(values, 50)
+
+
+# --- against a reference -----------------------------------------------------------------------
+
+
+def speedup(value: float | None, baseline: float | None) -> float:
+    """SD throughput over the ``none`` drafter's at the same case and load (REFERENCE §1)."""
+    return ratio(value, baseline)
+
+
+def proxy_speedup(step_latency_none: float | None, al: float | None, step_latency_sd: float | None) -> float:
+    """SPEED-Bench's proxy ``t_ar · AL / t_sd`` (t = median step latency), against the measured speedup."""
+    if step_latency_none is None or al is None:
+        return math.nan
+    return ratio(step_latency_none * al, step_latency_sd)
+
+
+def harness_efficiency(measured_tps: float | None, ceiling_tps: float | None) -> float:
+    """How much of what the engine delivers on its own non-streaming path the suite measured."""
+    return ratio(measured_tps, ceiling_tps)
+
+
+def client_cpu_us_per_output(cpu_s: float | None, outputs: int) -> float:
+    """The benchmark process's CPU time per engine step output (one per request per step): what
+    bounds how many outputs a second the client can absorb before it becomes the bottleneck."""
+    return ratio(None if cpu_s is None else cpu_s * 1e6, outputs)

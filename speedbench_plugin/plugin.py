@@ -1,17 +1,24 @@
 """The pytest plugin: options, parametrization, the session engine fixture, records on reports."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin import hookspecs, options
+from speedbench_plugin import hookspecs
+from speedbench_plugin import options as o
 from speedbench_plugin.case import RECORD_KEY, CaseRunner, EngineUnderTest
-from speedbench_plugin.reports import REPORT_PROPERTY
-from speedbench_plugin.settings import Settings
+from speedbench_plugin.reports import REPORT_PROPERTY, ReportsPlugin
+from speedbench_plugin.settings import OPTIONS, SETTINGS_KEY, Settings, settings_of
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
+if TYPE_CHECKING:
+    from speedbench_plugin.drafters import DrafterSpec
+    from speedbench_plugin.prompts import ChatTokenizer
+    from speedbench_plugin.record import Record
+    from speedbench_plugin.runner import EngineHost
+
+__all__ = ["SETTINGS_KEY", "resolve_drafter", "settings_of", "start_engine"]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -19,18 +26,15 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    options.add_options(parser)
+    o.add_options(parser, OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = Settings.from_config(config)
-    from speedbench_plugin.reports import ReportsPlugin
-
-    config.pluginmanager.register(ReportsPlugin(config), "speedbench-reports")
-
-
-def settings_of(config: pytest.Config) -> Settings:
-    return config.stash[SETTINGS_KEY]
+    reports = ReportsPlugin(config)
+    if not hasattr(config, "workerinput"):
+        reports.check_writable()
+    config.pluginmanager.register(reports, "speedbench-reports")
 
 
 @pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]
@@ -74,57 +78,66 @@ def sb_model(sb_settings: Settings) -> str:
 
 
 @pytest.fixture(scope="session")
-def sb_model_sha(sb_model: str) -> str:
-    from speedbench_plugin.models import model_fingerprint
-
-    return model_fingerprint(sb_model)
-
-
-@pytest.fixture(scope="session")
-def sb_tokenizer(sb_model: str):
+def sb_tokenizer(sb_model: str) -> ChatTokenizer:
     from speedbench_plugin.prompts import ChatTokenizer
 
     return ChatTokenizer(sb_model)
 
 
-def resolve_drafter(drafter: Any) -> Any:
+def resolve_drafter(drafter: DrafterSpec) -> DrafterSpec:
     """Give an embedded ``draft`` drafter its model path (first ``layers`` layers of SmolLM2)."""
     if drafter.method == "draft" and not drafter.model:
         from speedbench_plugin.drafters import DrafterSpec
         from speedbench_plugin.models import DEFAULT_DRAFT_LAYERS, draft_model
 
-        path = draft_model(drafter.option("layers", DEFAULT_DRAFT_LAYERS))
+        path = draft_model(drafter.option("layers", DEFAULT_DRAFT_LAYERS) or DEFAULT_DRAFT_LAYERS)
         return DrafterSpec(drafter.method, drafter.k, str(path), drafter.options)
     return drafter
 
 
-@pytest.fixture(scope="session")
-def sb_engine(
-    request: pytest.FixtureRequest, sb_settings: Settings, sb_model: str, sb_model_sha: str, sb_tokenizer: Any
-) -> Iterator[EngineUnderTest]:
-    """One started engine per (engine, drafter), shared by every case that uses it."""
+def start_engine(settings: Settings, model: str, drafter: DrafterSpec, engine_args: dict[str, Any] | None = None) -> EngineHost:
+    """Create and start an engine for ``drafter``; a failure fails the calling test with the reason."""
     from speedbench_plugin.engines import EngineConfig, EngineError, UnknownEngine, create_engine
     from speedbench_plugin.models import ModelUnavailable
     from speedbench_plugin.runner import EngineHost
 
-    drafter = request.param
     try:
-        resolved = resolve_drafter(drafter)
-        config = EngineConfig(sb_model, resolved, dict(sb_settings.engine_args), sb_settings.endpoint)
-        engine = create_engine(sb_settings.engine, config)
+        config = EngineConfig(model, resolve_drafter(drafter), dict(settings.engine_args if engine_args is None else engine_args),
+                              settings.endpoint)
+        engine = create_engine(settings.engine, config)
     except UnknownEngine as exc:
         pytest.exit(str(exc), returncode=4)
     except (EngineError, ModelUnavailable, ValueError) as exc:  # rejected before starting
-        pytest.fail(f"engine {sb_settings.engine} with drafter {drafter}: {exc}", pytrace=False)
+        pytest.fail(f"engine {settings.engine} with drafter {drafter}: {exc}", pytrace=False)
     host = EngineHost(engine)
     try:
         host.start()
     except Exception as exc:  # noqa: BLE001 - every case of this engine errors with this message
         host.close()
-        pytest.fail(f"engine {sb_settings.engine} with drafter {drafter} failed to start: {exc}", pytrace=False)
+        pytest.fail(f"engine {settings.engine} with drafter {drafter} failed to start: {exc}", pytrace=False)
+    return host
+
+
+def _identity(model: str, host: EngineHost) -> tuple[str, str]:
+    from speedbench_plugin.identity import local_identity, served_identity
+
+    local = local_identity(model)
+    served = host.engine.describe().get("served_model")
+    identity = served_identity(served, local) if isinstance(served, dict) else local
+    return identity.sha, identity.method
+
+
+@pytest.fixture(scope="session")
+def sb_engine(
+    request: pytest.FixtureRequest, sb_settings: Settings, sb_model: str, sb_tokenizer: ChatTokenizer
+) -> Iterator[EngineUnderTest]:
+    """One started engine per (engine, drafter), shared by every case that uses it."""
+    drafter = request.param
+    host = start_engine(sb_settings, sb_model, drafter)
     try:
         _warm_up(host, sb_tokenizer)
-        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sb_model_sha, sb_tokenizer)
+        sha, how = _identity(sb_model, host)
+        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sha, how, sb_tokenizer)
     finally:
         host.close()
 
@@ -132,15 +145,16 @@ def sb_engine(
 WARMUP_PROMPTS = ("Say hello.", "Count from one to ten.")
 
 
-def _warm_up(host: Any, tokenizer: Any) -> None:
+def _warm_up(host: EngineHost, tokenizer: ChatTokenizer) -> None:
     """A few short requests before measuring: the first passes after start run at half speed."""
     from speedbench_plugin.engines.base import Sampling
     from speedbench_plugin.runner import WorkItem, run_round
 
     items = [WorkItem(f"warmup{i}", "warmup", (text,)) for i, text in enumerate(WARMUP_PROMPTS)]
     warm = host.run(run_round(host.engine, tokenizer, items, Sampling(max_tokens=32), concurrency=1))
-    if warm.errors:
-        pytest.fail(f"engine warm-up failed: {warm.errors[0]}", pytrace=False)
+    errors = [r.stream.error for r in warm.requests if r.stream.error]
+    if errors:
+        pytest.fail(f"engine warm-up failed: {errors[0]}", pytrace=False)
 
 
 @pytest.fixture
@@ -148,11 +162,28 @@ def sb_case(request: pytest.FixtureRequest, benchmark: Any, sb_engine: EngineUnd
     return CaseRunner(request.node, benchmark, sb_engine)
 
 
+@pytest.fixture
+def sb_cross_engine(benchmark: Any, sb_engine: EngineUnderTest) -> Any:
+    from speedbench_plugin.cross_engine import CrossEngineCheck
+
+    return CrossEngineCheck(sb_engine, benchmark)
+
+
+def pytest_speedbench_check(config: pytest.Config, record: Record) -> list[str] | None:
+    """Under ``--speedbench-strict-fidelity``, a gap between stream and counters that neither
+    end-of-request cuts nor merged steps explain fails the case."""
+    if not settings_of(config).strict_fidelity:
+        return None
+    from speedbench_plugin.metrics import UNEXPLAINED
+
+    return [f"fidelity ({name}, {check.counter_source}): {check.explanation}"
+            for name, check in record.fidelity.items() if check.verdict == UNEXPLAINED] or None
+
+
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if call.when == "call" and RECORD_KEY in item.stash:
         # user_properties travel with the report, so records survive pytest-xdist.
-        report.user_properties.append((REPORT_PROPERTY, item.stash[RECORD_KEY]))
+        report.user_properties.append((REPORT_PROPERTY, item.stash[RECORD_KEY].to_json()))
     return report
-

@@ -20,7 +20,7 @@ from typing import Any
 from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
 
 PRESET_DIR = Path(__file__).with_name("presets")
-KEYS = {
+KEYS: dict[str, type | tuple[type, ...]] = {
     "description": str,
     "source": str,
     "hardware": str,
@@ -126,16 +126,17 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
         raise PresetError(f"{where}: temperature must not be negative")
     if preset["engine"] == "openai" and not preset.get("endpoint"):
         raise PresetError(f"{where}: engine openai needs an endpoint")
-    preset["drafters"] = [str(d) for d in drafters]
-    preset["concurrency"] = concurrency
+    preset["drafters"] = tuple(drafters)
+    preset["concurrency"] = tuple(concurrency)
     preset["engine_args"] = dict(preset.get("engine_args") or {})
     if preset.get("model") == "embedded":
         preset["model"] = None
-    return preset
+    return dict(preset)
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
-    """A preset as a plain dict, validated; ``name`` is the bundled name or the file's stem."""
+    """A preset as a dict of typed values (drafters as DrafterSpec, concurrency as a tuple of ints),
+    validated; ``name`` is the bundled name or the file's stem."""
     import yaml
 
     path = _locate(name_or_path)

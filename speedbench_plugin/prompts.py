@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 
 class PromptTooLong(ValueError):
@@ -22,7 +23,7 @@ class ChatTokenizer:
     model_path: str
 
     @cached_property
-    def tokenizer(self):  # transformers.PreTrainedTokenizerBase; imported lazily (heavy)
+    def tokenizer(self) -> Any:  # transformers.PreTrainedTokenizerBase; imported lazily (heavy)
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(self.model_path)
@@ -41,7 +42,7 @@ class ChatTokenizer:
     def render(self, messages: Sequence[dict[str, str]]) -> str:
         if not self.has_chat_template:
             return "\n\n".join(m["content"] for m in messages)
-        return self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return str(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False))
 
     def encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -50,7 +51,7 @@ class ChatTokenizer:
         return self.encode_text(self.render(messages))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def check_fits(self, prompt_ids: Sequence[int], max_tokens: int, where: str) -> None:
         """Fail with the prompt's name when prompt plus output cannot fit the model's context."""

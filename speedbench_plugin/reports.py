@@ -1,4 +1,6 @@
-"""Collect records from reports (on the xdist controller too), write results, print the table."""
+"""Collect records from reports (on the xdist controller too), add the session's cross-case figures
+once, then write every output from the same final records: the suite's results file, pytest-
+benchmark's JSON (with and without xdist, one schema), the extensions' files, the table."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,13 +8,17 @@ import io
 import math
 import os
 import platform
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from speedbench_plugin import __version__
-from speedbench_plugin.cache import atomic_write_json
+from speedbench_plugin.cache import ResultsWriteError, atomic_write_json, ensure_writable
+from speedbench_plugin.record import SCHEMA_VERSION, Record, session_speedups
+from speedbench_plugin.settings import settings_of
 
 REPORT_PROPERTY = "speedbench"
 
@@ -25,126 +31,194 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _baseline_key(record: dict[str, Any]) -> tuple:
-    labels = tuple(record.get(key) for key in ("split", "category", "bucket", "tier"))
-    return labels + (record.get("engine"), record.get("concurrency"), record.get("max_tokens"))
+def benchmark_entry(record: Record) -> dict[str, Any]:
+    """A record as an entry of pytest-benchmark's ``benchmarks`` list."""
+    return {"name": record.case_id, "fullname": record.case.nodeid, "group": record.case.split,
+            "extra_info": {"speedbench": record.to_json()}}
 
 
-def speedups(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Output-TPS and user-TPS ratios against the ``none`` drafter of the same case and load."""
-    plain = {_baseline_key(r): r for r in records if r.get("drafter_id") == "none"}
-    def ratio(record: dict[str, Any], base: dict[str, Any], key: str) -> float | None:
-        a, b = record.get(key), base.get(key)
-        return a / b if a and b else None
-
-    out: dict[str, dict[str, float | None]] = {}
-    for record in records:
-        base = plain.get(_baseline_key(record))
-        if base is None or record.get("drafter_id") == "none":
-            continue
-        out[record["case_id"]] = {
-            "baseline_case_id": base["case_id"],
-            "output_tps": ratio(record, base, "output_tps"),
-            "user_tps": ratio(record, base, "user_tps_median"),
-        }
-    return out
-
-
-def results_document(records: list[dict[str, Any]], config: pytest.Config) -> dict[str, Any]:
+def results_document(records: Sequence[Record]) -> dict[str, Any]:
     """pytest-benchmark's JSON shape, so its tooling reads the suite's own file too."""
     return {
         "machine_info": {"node": platform.node(), "machine": platform.machine(), "python_version": platform.python_version()},
         "speedbench_version": __version__,
+        "speedbench_record_schema": SCHEMA_VERSION,
         "datetime": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "benchmarks": [
-            {"name": r["case_id"], "fullname": r.get("nodeid", r["case_id"]), "group": r.get("split"), "extra_info": {"speedbench": r}}
-            for r in records
-        ],
+        "benchmarks": [benchmark_entry(r) for r in records],
     }
 
 
-def render_table(records: list[dict[str, Any]], width: int = 160) -> str:
+def _al_cell(record: Record) -> str:
+    acc = record.acceptance
+    mark = "*" if acc.histogram_source == "stream" and acc.stream_merged else ""
+    return _fmt(acc.acceptance_length) + mark
+
+
+def _fidelity_cell(record: Record) -> str:
+    check = record.fidelity.get("per_request") or record.fidelity.get("global")
+    if check is None:
+        return "-"
+    short = {"exact": "exact", "within the end-cut bound": "≤cut", "merged steps": "merged", "unexplained": "GAP"}
+    return f"{short.get(check.verdict, check.verdict)} {check.rel_diff * 100:+.2f}%" if check.rel_diff is not None else short.get(check.verdict, "?")
+
+
+def render_table(records: Sequence[Record], width: int = 160) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    gains = speedups(records)
     table = Table(title="speedbench: speculative decoding per case", title_justify="left")
-    for name, justify in (
+    columns = (
         ("case", "left"), ("drafter", "left"), ("conc", "right"), ("reqs", "right"), ("AL", "right"),
-        ("AL drafting", "right"), ("AR", "right"), ("CAR all steps", "left"), ("out tok/s", "right"),
-        ("user tok/s", "right"), ("TTFT s", "right"), ("speedup", "right"), ("AL vs ctr", "right"),
-    ):
+        ("AL drafting", "right"), ("AR", "right"), ("CAR", "left"), ("out tok/s", "right"),
+        ("user tok/s", "right"), ("TTFT s", "right"), ("speedup", "right"), ("stream vs ctr", "right"),
+        ("efficiency", "right"),
+    )
+    for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for r in sorted(records, key=lambda r: (r.get("split", ""), str(r.get("category") or r.get("bucket")), r.get("drafter_id", ""))):
-        label = r.get("category") or f"{r.get('bucket')}/{r.get('tier')}"
-        fid = r.get("fidelity") or {}
-        gain = gains.get(r["case_id"], {}).get("output_tps")
+    ordered = sorted(records, key=lambda r: (r.case.split, r.case.label, r.case.drafter.id, r.case.concurrency))
+    for r in ordered:
+        gain = (r.section("speedup_vs_none") or {}).get("output_tps")
+        efficiency = _fmt(r.speed.harness_efficiency) + (" CLIENT-BOUND" if r.speed.client_bound else "")
         table.add_row(
-            str(label), r.get("drafter_id", "?"), _fmt(r.get("concurrency")), _fmt(r.get("num_requests")),
-            _fmt(r.get("acceptance_length")), _fmt(r.get("acceptance_length_drafting_steps")),
-            _fmt(r.get("acceptance_rate")),
-            " ".join(_fmt(v) for v in r.get("conditional_acceptance_rates") or []) or "-",
-            _fmt(r.get("output_tps"), 1), _fmt(r.get("user_tps_median"), 1), _fmt(r.get("ttft_median_s"), 3),
-            f"{gain:.2f}x" if gain else "-",
-            f"{fid['rel_diff'] * 100:+.2f}%" if fid.get("available") and fid.get("rel_diff") is not None else "-",
+            r.case.label, r.case.drafter.id, str(r.case.concurrency), str(len(r.requests)),
+            _al_cell(r), _fmt(r.acceptance.acceptance_length_drafting_steps), _fmt(r.acceptance.acceptance_rate),
+            " ".join(_fmt(v) for v in r.acceptance.conditional_acceptance_rates) or "-",
+            _fmt(r.speed.output_tps, 1), _fmt(r.speed.user_tps_median, 1), _fmt(r.speed.ttft_median_s, 3),
+            f"{gain:.2f}x" if gain else "-", _fidelity_cell(r), efficiency if r.speed.harness_efficiency is not None else "-",
         )
     buffer = io.StringIO()
     Console(file=buffer, width=width, force_terminal=False, color_system=None).print(table)
-    return buffer.getvalue()
+    notes = []
+    merged = [r for r in ordered if r.acceptance.stream_merged and r.acceptance.histogram_source == "stream"]
+    if merged:
+        worst = max(merged, key=lambda r: r.acceptance.merge_rate or 0)
+        notes.append(f"* the stream merged engine steps ({len(merged)} case(s), up to {100 * (worst.acceptance.merge_rate or 0):.1f}% "
+                     "of chunks) and the engine gave no per-step record: AL, pp and CAR from the stream overstate "
+                     "acceptance. See README \"Merged steps\" for making the stream exact.")
+    sourced = sorted({r.acceptance.histogram_source for r in ordered if r.case.k})
+    if sourced:
+        notes.append(f"AL/pp/CAR step histogram from: {', '.join(sourced)}; AR and AL drafting from counters: "
+                     f"{', '.join(sorted({r.counters.source or 'none' for r in ordered if r.case.k}))}")
+    gaps = [r for r in ordered if any(c.verdict == "unexplained" for c in r.fidelity.values())]
+    if gaps:
+        notes.append(f"GAP: stream and counters disagree beyond what end cuts and merges explain in {len(gaps)} case(s) "
+                     f"({', '.join(r.case_id for r in gaps[:3])}); --speedbench-strict-fidelity fails them")
+    return buffer.getvalue() + "".join(f"{note}\n" for note in notes)
 
 
 class ReportsPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.records: list[dict[str, Any]] = []
+        self.records: list[Record] = []
+        self._final: list[Record] | None = None
+        self._benchmark_json_written = False
+
+    # --- collecting ---
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
         for name, value in report.user_properties:
             if name == REPORT_PROPERTY and isinstance(value, dict):
-                self.records.append({**value, "outcome": report.outcome, "nodeid": report.nodeid})
+                record = Record.from_json(value, where=report.nodeid).with_outcome(report.outcome)
+                self.records.append(record)
 
     @property
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
 
+    # --- the session's figures, once ---
+
+    def pytest_speedbench_session_sections(self, config: pytest.Config, records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+        return session_speedups(records)
+
+    def final_records(self) -> list[Record]:
+        """The records with every session-level section added; computed once."""
+        if self._final is None:
+            sections: dict[str, dict[str, Any]] = {}
+            try:
+                results = self.config.hook.pytest_speedbench_session_sections(config=self.config, records=self.records)
+            except Exception:  # noqa: BLE001 - a failing analysis must not lose the measured records
+                self._report_failure("a session-level analysis")
+                results = [session_speedups(self.records)]
+            for result in results:
+                for case_id, extra in (result or {}).items():
+                    sections.setdefault(case_id, {}).update(extra)
+            self._final = [r.with_sections(sections.get(r.case_id, {})) for r in self.records]
+        return self._final
+
+    def _report_failure(self, what: str) -> None:
+        self.config.get_terminal_writer().line(f"speedbench: {what} failed:\n{traceback.format_exc()}", red=True)
+        self.failed = True
+
+    failed = False
+
+    # --- writing, once ---
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+        """pytest-benchmark writes its JSON before any other session-finish hook: the final records go in."""
+        if self.is_worker:
+            return
+        final = {r.case_id: r for r in self.final_records()}
+        seen = set()
+        for entry in output_json.get("benchmarks", []):
+            record = final.get(entry.get("name"))
+            if record is not None:
+                entry.setdefault("extra_info", {})["speedbench"] = record.to_json()
+                seen.add(record.case_id)
+        # A case whose workload raised has no timing stats; its record still belongs in the file.
+        output_json.setdefault("benchmarks", []).extend(benchmark_entry(r) for r in final.values() if r.case_id not in seen)
+        output_json["speedbench_version"] = __version__
+        output_json["speedbench_record_schema"] = SCHEMA_VERSION
+        self._benchmark_json_written = True
+
+    def check_writable(self) -> None:
+        """Fail now, not after hours of benchmarking, when a results file cannot be written."""
+        for path in self._targets():
+            try:
+                ensure_writable(path)
+            except ResultsWriteError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def _targets(self) -> list[Path]:
+        targets = []
+        if settings_of(self.config).results_json:
+            targets.append(Path(str(settings_of(self.config).results_json)))
+        benchmark_json = getattr(self.config.option, "benchmark_json", None)
+        if benchmark_json is not None:
+            # pytest-benchmark gives an open file in older releases, a path in newer ones.
+            targets.append(Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name))
+        return targets
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.records:
             return
-        gains = speedups(self.records)
-        for record in self.records:
-            record["speedup_vs_none"] = gains.get(record["case_id"])
-        self._write_results()
+        records = self.final_records()
+        document = results_document(records)
         try:
-            self.config.hook.pytest_speedbench_records(config=self.config, records=self.records)
-        except Exception as exc:  # noqa: BLE001 - a failing report must not lose the results
-            self.config.get_terminal_writer().line(f"speedbench: a session-end report failed: {exc!r}", red=True)
+            if settings_of(self.config).results_json:
+                atomic_write_json(self._targets()[0], document)
+            if getattr(self.config.option, "benchmark_json", None) is not None and not self._benchmark_json_written:
+                # pytest-benchmark writes nothing under xdist or --benchmark-disable: the same schema here.
+                atomic_write_json(self._targets()[-1], document)
+        except ResultsWriteError as exc:
+            self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
+            self.failed = True
+        try:
+            self.config.hook.pytest_speedbench_records(config=self.config, records=records)
+        except Exception:  # noqa: BLE001 - a failing writer must not lose the results already written
+            self._report_failure("a session-end writer")
+        if self.failed:
             session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
-            return
-        self._write_results()  # again: session-end hooks may have added to the records
-
-    def _write_results(self) -> None:
-        document = results_document(self.records, self.config)
-        from speedbench_plugin.plugin import settings_of
-
-        target = settings_of(self.config).results_json
-        if target:
-            atomic_write_json(target, document)
-        benchmark_json = getattr(self.config.option, "benchmark_json", None)
-        if benchmark_json is not None:
-            # pytest-benchmark gives an open file in older releases, a path in newer ones.
-            path = Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name)
-            if not path.exists() or not path.stat().st_size:
-                # pytest-benchmark writes nothing under xdist; keep the promised file valid.
-                atomic_write_json(path, document)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.records:
             return
+        records = self.final_records()
         terminalreporter.section("speedbench")
-        terminalreporter.write(render_table(self.records, width=max(terminalreporter._tw.fullwidth, 160)))
+        terminalreporter.write(render_table(records, width=max(terminalreporter._tw.fullwidth, 160)))
         self.config.hook.pytest_speedbench_terminal_summary(
-            config=self.config, records=self.records, terminalreporter=terminalreporter
+            config=self.config, records=records, terminalreporter=terminalreporter
         )

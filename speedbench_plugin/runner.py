@@ -1,5 +1,9 @@
 """Drive a workload through an engine: chat template and tokenization here, token ids to the
-engine, multi-turn conversations replayed with the model's own answers, bounded concurrency."""
+engine, multi-turn conversations replayed with the model's own answers, bounded concurrency.
+
+The per-request work on the engine's event loop is kept to what the engine adapter does (one
+timestamp and the token ids per chunk); everything else is computed after the round.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -7,11 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from speedbench_plugin.engines.base import Engine, Sampling, SpecCounts, StreamResult
 from speedbench_plugin.prompts import ChatTokenizer
+from speedbench_plugin.record import MeasuredRequest, MeasuredRound, prompt_sha256
 
 T = TypeVar("T")
 
@@ -36,6 +41,9 @@ class EngineHost:
     def start(self) -> None:
         self.run(self.engine.start())
 
+    def counters(self) -> SpecCounts | None:
+        return self.run(self.engine.counters())
+
     def close(self) -> None:
         try:
             self.run(self.engine.stop(), timeout=120)
@@ -53,35 +61,9 @@ class WorkItem:
     turns: tuple[str, ...] = ()
     prompt_ids: tuple[int, ...] | None = None
 
-
-@dataclass
-class TurnResult:
-    question_id: str
-    category: str
-    turn: int
-    stream: StreamResult
-
     @property
-    def error(self) -> str | None:
-        return self.stream.error
-
-
-@dataclass
-class RoundResult:
-    """One pass over the workload, with the engine's cumulative counters around it."""
-
-    turns: list[TurnResult] = field(default_factory=list)
-    t_start: float = 0.0
-    t_end: float = 0.0
-    counters: SpecCounts | None = None
-
-    @property
-    def streams(self) -> list[StreamResult]:
-        return [t.stream for t in self.turns if t.stream.error is None]
-
-    @property
-    def errors(self) -> list[str]:
-        return [f"{t.question_id} turn {t.turn}: {t.error}" for t in self.turns if t.error]
+    def requests(self) -> int:
+        return 1 if self.prompt_ids is not None else max(1, len(self.turns))
 
 
 async def _run_item(
@@ -90,32 +72,31 @@ async def _run_item(
     item: WorkItem,
     sampling: Sampling,
     round_index: int,
-) -> list[TurnResult]:
-    results: list[TurnResult] = []
-    if item.prompt_ids is not None:
-        prompts: list[Sequence[int] | None] = [item.prompt_ids]
-    else:
-        prompts = [None] * len(item.turns)
+) -> list[MeasuredRequest]:
+    results: list[MeasuredRequest] = []
+    turns = 1 if item.prompt_ids is not None else len(item.turns)
     messages: list[dict[str, str]] = []
-    for turn, ready in enumerate(prompts):
+    for turn in range(turns):
         request_id = f"{item.question_id}-t{turn}-r{round_index}"
+        digest = None
         try:
-            if ready is None:
+            if item.prompt_ids is None:
                 assert tokenizer is not None, "text turns need a tokenizer"
                 messages.append({"role": "user", "content": item.turns[turn]})
                 prompt_ids: Sequence[int] = tokenizer.encode_chat(messages)
                 tokenizer.check_fits(prompt_ids, sampling.max_tokens, f"prompt {item.question_id} turn {turn + 1}")
             else:
-                prompt_ids = ready
+                prompt_ids = item.prompt_ids
+            digest = prompt_sha256(prompt_ids)
             stream = await engine.generate(prompt_ids, sampling, request_id)
         except Exception as exc:  # noqa: BLE001 - one bad request must not stop the others
             # An engine may attach what streamed before it failed; keep it for the record.
             stream = getattr(exc, "result", None) or StreamResult(request_id, 0, 0.0)
             stream.error = f"{type(exc).__name__}: {exc}"
-            results.append(TurnResult(item.question_id, item.category, turn, stream))
+            results.append(MeasuredRequest(item.question_id, turn, round_index, digest, stream))
             break  # later turns depend on this answer
-        results.append(TurnResult(item.question_id, item.category, turn, stream))
-        if ready is None and turn + 1 < len(prompts):
+        results.append(MeasuredRequest(item.question_id, turn, round_index, digest, stream, tuple(prompt_ids)))
+        if item.prompt_ids is None and turn + 1 < turns:
             messages.append({"role": "assistant", "content": tokenizer.decode(stream.output_ids)})  # type: ignore[union-attr]
     return results
 
@@ -127,24 +108,25 @@ async def run_round(
     sampling: Sampling,
     concurrency: int,
     round_index: int = 0,
-    on_turn: Callable[[TurnResult], None] | None = None,
-) -> RoundResult:
-    """Run every item once, at most ``concurrency`` conversations in flight (as specdec_bench)."""
+    on_request: Callable[[MeasuredRequest], None] | None = None,
+) -> MeasuredRound:
+    """Run every item once, at most ``concurrency`` conversations in flight (as specdec_bench).
+
+    The engine's counters are not read here: a caller snapshots them around the round, outside
+    any timed region.
+    """
     gate = asyncio.Semaphore(concurrency)
-    before = await engine.counters()
-    out = RoundResult(t_start=time.perf_counter())
+    done: list[MeasuredRequest] = []
 
     async def one(item: WorkItem) -> None:
         async with gate:
-            for turn in await _run_item(engine, tokenizer, item, sampling, round_index):
-                out.turns.append(turn)
-                if on_turn is not None:
-                    on_turn(turn)
+            for request in await _run_item(engine, tokenizer, item, sampling, round_index):
+                done.append(request)
+                if on_request is not None:
+                    on_request(request)
 
+    cpu_start, t_start = time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(item) for item in items))
-    out.t_end = time.perf_counter()
-    after = await engine.counters()
-    if before is not None and after is not None:
-        out.counters = after - before
-    out.turns.sort(key=lambda t: (t.question_id, t.turn))
-    return out
+    t_end, cpu_end = time.perf_counter(), time.process_time()
+    done.sort(key=lambda r: (r.question_id, r.turn))
+    return MeasuredRound(tuple(done), t_start, t_end, cpu_end - cpu_start, counters=None)

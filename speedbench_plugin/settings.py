@@ -1,43 +1,101 @@
-"""The session's settings, read and validated once from options and ini."""
+"""The session's settings: the lead plugin's options (as data) read and validated once."""
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from speedbench_plugin import options
+from speedbench_plugin import options as o
 from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
+from speedbench_plugin.rundir import RUN_DIR
 
 DEFAULT_DRAFTERS = ("none", "ngram:k=3", "draft:k=3")
 
 
-def _positive_ints(text: str, name: str) -> list[int]:
-    values = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = int(part)
-        except ValueError:
-            raise pytest.UsageError(f"--{name}: {part!r} is not a positive integer") from None
-        if value < 1:
-            raise pytest.UsageError(f"--{name}: {value} is not a positive integer")
-        values.append(value)
-    if not values:
-        raise pytest.UsageError(f"--{name}: give at least one positive integer")
-    return values
+def _drafters(raw: Any, name: str) -> tuple[DrafterSpec, ...]:
+    specs = raw or list(DEFAULT_DRAFTERS)
+    try:
+        drafters = tuple(s if isinstance(s, DrafterSpec) else DrafterSpec.parse(str(s)) for s in specs)
+    except DrafterSpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if len({d.id for d in drafters}) != len(drafters):
+        raise pytest.UsageError(f"--{name}: the same drafter is given twice")
+    for drafter in drafters:
+        if drafter.model and not Path(drafter.model).is_dir():
+            raise pytest.UsageError(f"--{name} {drafter}: no such model directory {drafter.model!r}")
+    return drafters
 
 
-# Preset keys that differ from option names; lists that options take as comma lists.
-PRESET_KEYS = {"drafter": "drafters", "engine_args": "engine_args"}
-_COMMA_LISTS = {"speedbench-concurrency", "speedbench-categories"}
+def _model_dir(raw: Any, name: str) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not Path(str(raw)).is_dir():
+        raise pytest.UsageError(f"--{name} {raw!r}: no such model directory")
+    return str(raw)
 
 
-def _preset(name: str | None) -> dict[str, Any]:
+def _temperature(raw: Any, name: str) -> float:
+    return float(o.number(0.0)(raw, name))
+
+
+ENGINE = o.Option("speedbench-engine", "engine name from the speedbench.engines registry", "vllm", preset_key="engine")
+MODEL = o.Option("speedbench-model", "target model: a Hugging Face model directory (default: embedded SmolLM2-135M)",
+                 kind=_model_dir, preset_key="model")
+DRAFTER = o.Option(
+    "speedbench-drafter",
+    "drafter spec, repeatable: none, ngram:k=3[,max=3,min=1], draft:k=3[,model=PATH,layers=N], "
+    "eagle3:k=3,model=PATH, mtp:k=3",
+    kind=_drafters, multiple=True, preset_key="drafters",
+)
+CONCURRENCY = o.Option("speedbench-concurrency", "concurrent conversations, a comma list for sweeps", "1",
+                       kind=o.positive_ints, preset_key="concurrency")
+NUM_REQUESTS = o.Option("speedbench-num-requests",
+                        "requests: qualitative, in total round-robin over categories; throughput, per cell",
+                        kind=o.optional_positive_int, preset_key="num_requests")
+MAX_TOKENS = o.Option("speedbench-max-tokens", "output tokens per request", "128", kind=o.positive_int,
+                      preset_key="max_tokens")
+TEMPERATURE = o.Option("speedbench-temperature", "sampling temperature (0 = greedy)", "0", kind=_temperature,
+                       preset_key="temperature")
+ENGINE_ARGS = o.Option("speedbench-engine-args", "KEY=VALUE passed to the engine, repeatable (values parsed as JSON)",
+                       kind=o.key_values, multiple=True, preset_key="engine_args")
+ROUNDS = o.Option("speedbench-rounds", "measured rounds per case", "1", kind=o.positive_int, preset_key="rounds")
+CATEGORIES = o.Option("speedbench-categories", "comma list of qualitative categories to run (default all)",
+                      kind=o.words, preset_key="categories")
+DATASET = o.Option("speedbench-dataset", "speed:qualitative, speed:throughput_1k.. or a .jsonl/.parquet path",
+                   preset_key="dataset")
+ENDPOINT = o.Option("speedbench-endpoint", "URL of an OpenAI-compatible server (engine openai)", preset_key="endpoint")
+PRESET = o.Option("speedbench-preset", "a preset name or YAML file (engine, model, drafters, args)")
+RESULTS_JSON = o.Option("speedbench-json", "also write the suite's own results JSON here (atomic)")
+CROSS_ENGINE = o.Option("speedbench-cross-engine", "a second engine to run the same prompts on (test_cross_engine)")
+PROGRESS = o.Option("speedbench-progress", "progress bars: auto, on or off", "auto", kind=o.choice("auto", "on", "off"))
+STRICT_FIDELITY = o.Option(
+    "speedbench-strict-fidelity",
+    "fail a case whose stream and engine counters disagree beyond what end-of-request cuts and merged steps explain",
+    "false", kind=o.flag, is_flag=True,
+)
+CLIENT_BOUND = o.Option(
+    "speedbench-client-bound-efficiency",
+    "a case whose measured TPS is below this share of the engine's own ceiling is flagged client-bound",
+    "0.9", kind=o.number(0.0, 1.0),
+)
+
+CEILING = o.Option(
+    "speedbench-ceiling",
+    "also run each case's prompts through the engine's own non-streaming path and report engine_ceiling_tps and "
+    "harness_efficiency: auto (throughput split), on (every split), off", "auto", kind=o.choice("auto", "on", "off"),
+)
+
+OPTIONS: tuple[o.Option, ...] = (
+    ENGINE, MODEL, DRAFTER, CONCURRENCY, NUM_REQUESTS, MAX_TOKENS, TEMPERATURE, ENGINE_ARGS, ROUNDS, CATEGORIES,
+    DATASET, ENDPOINT, PRESET, RESULTS_JSON, CROSS_ENGINE, PROGRESS, STRICT_FIDELITY, CLIENT_BOUND, RUN_DIR,
+    CEILING,
+)
+
+
+def _preset(name: str | None) -> Mapping[str, Any]:
     """A preset's values become defaults: the command line and ini still win."""
     if not name:
         return {}
@@ -47,19 +105,6 @@ def _preset(name: str | None) -> dict[str, Any]:
         return load_preset(name)
     except PresetError as exc:
         raise pytest.UsageError(str(exc)) from None
-
-
-def parse_engine_args(items: list[str]) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise pytest.UsageError(f"--speedbench-engine-args {item!r}: expected KEY=VALUE")
-        try:
-            parsed[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            parsed[key.strip()] = raw
-    return parsed
 
 
 @dataclass(frozen=True)
@@ -79,60 +124,54 @@ class Settings:
     results_json: str | None = None
     progress: str = "auto"
     cross_engine: str | None = None
+    strict_fidelity: bool = False
+    client_bound_efficiency: float = 0.9
+    ceiling: str = "auto"
+    explicit: frozenset[str] = frozenset()  # options the user set (command line, ini or preset)
+    min_per_category: int | None = None  # when the suite picks the prompt count, at least this many
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        tp = self.engine_args.get("tensor_parallel_size", 1)
+        return tp if isinstance(tp, int) and not isinstance(tp, bool) else 1
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
-        preset = _preset(options.get(config, "speedbench-preset"))
+        preset = _preset(o.value(config, PRESET))
 
-        def get(name: str) -> Any:
-            key = name.removeprefix("speedbench-").replace("-", "_")
-            value = preset.get(PRESET_KEYS.get(key, key))
-            if isinstance(value, list) and name in _COMMA_LISTS:
-                value = ",".join(str(v) for v in value)
-            elif isinstance(value, dict):
-                value = [f"{k}={json.dumps(v)}" for k, v in value.items()]
-            elif value is not None and not isinstance(value, list):
-                value = str(value)
-            return options.get(config, name, value)
+        def get(option: o.Option) -> Any:
+            return o.value(config, option, preset)
 
-        try:
-            drafters = tuple(DrafterSpec.parse(s) for s in (get("speedbench-drafter") or DEFAULT_DRAFTERS))
-        except DrafterSpecError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        if len({d.id for d in drafters}) != len(drafters):
-            raise pytest.UsageError("--speedbench-drafter: the same drafter is given twice")
-        model = get("speedbench-model")
-        if model and not Path(model).is_dir():
-            raise pytest.UsageError(f"--speedbench-model {model!r}: no such model directory")
-        for drafter in drafters:
-            if drafter.model and not Path(drafter.model).is_dir():
-                raise pytest.UsageError(f"--speedbench-drafter {drafter}: no such model directory {drafter.model!r}")
-        num_requests = get("speedbench-num-requests")
-        temperature = get("speedbench-temperature")
-        try:
-            temperature_value = float(temperature)
-        except ValueError:
-            raise pytest.UsageError(f"--speedbench-temperature {temperature!r}: not a number") from None
-        if temperature_value < 0:
-            raise pytest.UsageError(f"--speedbench-temperature {temperature!r}: must not be negative")
-        categories = get("speedbench-categories")
-        progress = str(get("speedbench-progress")).lower()
-        if progress not in ("auto", "on", "off"):
-            raise pytest.UsageError(f"--speedbench-progress {progress!r}: use auto, on or off")
+        explicit = frozenset(option.name for option in OPTIONS if o.is_set(config, option, preset))
+        engine_args = get(ENGINE_ARGS)
+        tp = engine_args.get("tensor_parallel_size", 1)
+        if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
+            raise pytest.UsageError(f"--speedbench-engine-args tensor_parallel_size={tp!r}: not a positive integer")
         return cls(
-            engine=str(get("speedbench-engine")),
-            model=model,
-            drafters=drafters,
-            concurrency=tuple(_positive_ints(get("speedbench-concurrency"), "speedbench-concurrency")),
-            num_requests=_positive_ints(num_requests, "speedbench-num-requests")[0] if num_requests else None,
-            max_tokens=_positive_ints(get("speedbench-max-tokens"), "speedbench-max-tokens")[0],
-            temperature=temperature_value,
-            engine_args=parse_engine_args(get("speedbench-engine-args")),
-            rounds=_positive_ints(get("speedbench-rounds"), "speedbench-rounds")[0],
-            categories=tuple(c.strip() for c in categories.split(",") if c.strip()) if categories else None,
-            dataset=get("speedbench-dataset"),
-            endpoint=get("speedbench-endpoint"),
-            results_json=get("speedbench-json"),
-            progress=progress,
-            cross_engine=get("speedbench-cross-engine"),
+            engine=str(get(ENGINE)),
+            model=get(MODEL),
+            drafters=get(DRAFTER),
+            concurrency=get(CONCURRENCY),
+            num_requests=get(NUM_REQUESTS),
+            max_tokens=get(MAX_TOKENS),
+            temperature=get(TEMPERATURE),
+            engine_args=engine_args,
+            rounds=get(ROUNDS),
+            categories=get(CATEGORIES),
+            dataset=get(DATASET),
+            endpoint=get(ENDPOINT),
+            results_json=get(RESULTS_JSON),
+            progress=get(PROGRESS),
+            cross_engine=get(CROSS_ENGINE),
+            strict_fidelity=get(STRICT_FIDELITY),
+            client_bound_efficiency=get(CLIENT_BOUND),
+            ceiling=get(CEILING),
+            explicit=explicit,
         )
+
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+
+
+def settings_of(config: pytest.Config) -> Settings:
+    return config.stash[SETTINGS_KEY]

@@ -42,7 +42,7 @@ def _plugin_args() -> list[str]:
 def _common(model: str, *drafters: str, n_items: int = 12) -> list[str]:
     # --opt=value: a bare path after an option would count as a test path when pytest picks its rootdir.
     args = [*_plugin_args(), "-p", "no:cacheprovider", "--speedbench-engine=fake", f"--speedbench-model={model}",
-            "--speedbench-max-tokens=32", "--speedbench-progress=off"]
+            "--speedbench-max-tokens=32", "--speedbench-progress=off", "--speedbench-rounds=1"]
     return args + [f"--speedbench-drafter={d}" for d in drafters or ("none", "ngram:k=3")]
 
 
@@ -86,11 +86,16 @@ def _compare(pytester: pytest.Pytester, model: str, document: dict[str, Any], *a
 
 def _inflate_acceptance(record: dict[str, Any]) -> None:
     """Make the baseline accept more: half of every request's zero-accept steps become full accepts."""
+    k = record["case"]["k"]
     for row in record["requests"]:
         hist = row["step_histogram"]
         moved = hist[0] // 2
         hist[0] -= moved
         hist[-1] += moved
+        row["step_tokens"] += moved * k
+    acceptance = record["acceptance"]
+    acceptance["step_tokens"] = sum(row["step_tokens"] for row in record["requests"])
+    acceptance["acceptance_length"] = acceptance["step_tokens"] / acceptance["steps"]
 
 
 def test_identical_run_passes(pytester: pytest.Pytester, tiny_model_dir: str, acceptance_baseline: dict) -> None:
@@ -103,7 +108,8 @@ def test_identical_run_passes(pytester: pytest.Pytester, tiny_model_dir: str, ac
         "4 cases: 0 regressed, 0 improved, 0 unchanged, 2 identical, 2 not comparable",
         "identical: test_case[[]fake-ngram_k3-alpha[]], test_case[[]fake-ngram_k3-beta[]]",
         # one round: speed is not judged, and a case without a drafter has nothing else to compare
-        "not comparable test_case[[]fake-none-alpha[]]: only 1 round (baseline 1, current 1; need 6*",
+        ("not comparable test_case[[]fake-none-alpha[]]: speed: only 1 round (baseline 1, current 1; need 6*; "
+         "acceptance not applicable: no drafter"),
     ])
 
 
@@ -157,7 +163,7 @@ def test_case_absent_from_baseline_is_not_comparable(
     document["benchmarks"] = [b for b in document["benchmarks"] if b["name"] != "test_case[fake-ngram_k3-alpha]"]
     result = _compare(pytester, tiny_model_dir, document)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["not comparable test_case[[]fake-ngram_k3-alpha[]]: not in the baseline"])
+    result.stdout.fnmatch_lines(["not comparable test_case[[]fake-ngram_k3-alpha[]]: not in the baseline*"])
 
 
 def test_baseline_cases_not_run_are_listed(
@@ -174,7 +180,7 @@ def test_schema_mismatch_is_a_clear_error(pytester: pytest.Pytester, tiny_model_
     result = _compare(pytester, tiny_model_dir, document)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
-        ("ERROR: --speedbench-compare: baseline */results/baselines/main.json: schema version 99 (records 1), "
+        ("ERROR: --speedbench-compare: baseline */results/baselines/main.json: schema version 99 (records 2), "
         "but speedbench * reads schema 1*save a new baseline*--speedbench-save-baseline*")
     ])
     assert "Traceback" not in result.stderr.str()
@@ -212,7 +218,8 @@ def test_changed_drafter_config_is_matched_by_method(
 ) -> None:
     by_id = _compare(pytester, tiny_model_dir, acceptance_baseline, drafters=("ngram:k=3,min=2",))
     by_id.assert_outcomes(passed=2)
-    by_id.stdout.fnmatch_lines(["not comparable test_case[[]fake-ngram_k3_min2-alpha[]]: not in the baseline"])
+    by_id.stdout.fnmatch_lines([("not comparable test_case[[]fake-ngram_k3_min2-alpha[]]: not in the baseline*"
+                                "--speedbench-compare-match drafter-method*")])
     by_method = _compare(
         pytester, tiny_model_dir, acceptance_baseline, "--speedbench-compare-match", "drafter-method",
         drafters=("ngram:k=3,min=2",),
@@ -220,7 +227,7 @@ def test_changed_drafter_config_is_matched_by_method(
     by_method.assert_outcomes(passed=2)
     by_method.stdout.fnmatch_lines([
         "identical: test_case[[]fake-ngram_k3_min2-alpha[]] (vs test_case[[]fake-ngram_k3-alpha[]]), *",
-        "note: speed not judged: fingerprint differs: drafter 'ngram:k=3' -> 'ngram:k=3,min=2'*",
+        "note: speed: fingerprint differs: drafter 'ngram:k=3' -> 'ngram:k=3,min=2'*; only 1 round*",
     ])
 
 
@@ -271,7 +278,7 @@ def speed_baseline(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: str
         env={"SB_CLOCK_SEED": "baseline"},
     )
     document = json.loads(path.read_text())
-    assert all(b["extra_info"]["speedbench"]["rounds"] == 8 for b in document["benchmarks"])
+    assert all(b["extra_info"]["speedbench"]["case"]["rounds"] == 8 for b in document["benchmarks"])
     return document
 
 
@@ -304,3 +311,38 @@ def test_throughput_drop_of_30_percent_fails(
         "threshold *% (baseline CV *%), p_adj *"),
     ])
     assert "Traceback" not in result.stdout.str()
+
+
+# --- out of the box (issue 16) ------------------------------------------------------------------
+
+
+def test_gate_chooses_a_judgeable_workload_and_says_so(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    _write_project(pytester.path, 6)
+    args = [a for a in _common(tiny_model_dir, "ngram:k=3") if a != "--speedbench-rounds=1"]
+    result = pytester.runpytest_subprocess(*args, "--speedbench-save-baseline", "auto", "--collect-only")
+    result.stdout.fnmatch_lines(["speedbench gate (save a baseline): 6 rounds per case (speed is judged only with 6+ rounds*"])
+    asked = pytester.runpytest_subprocess(*args, "--speedbench-rounds=2", "--speedbench-save-baseline", "auto",
+                                          "--collect-only")
+    asked.stdout.fnmatch_lines(["speedbench gate (save a baseline): 2 round(s) as asked: speed will not be judged (needs 6)*"])
+
+
+def test_not_comparable_lists_every_reason(pytester: pytest.Pytester, tiny_model_dir: str,
+                                           acceptance_baseline: dict) -> None:
+    result = _compare(pytester, tiny_model_dir, acceptance_baseline, "--speedbench-compare-match", "drafter-method",
+                      drafters=("ngram:k=3,min=2",), n_items=3)
+    result.assert_outcomes(passed=2)
+    line = next(l for l in result.stdout.lines if l.startswith("not comparable test_case[fake-ngram_k3_min2-alpha]"))
+    assert "acceptance: only 3 paired requests (need 5" in line
+    assert "speed: fingerprint differs: drafter 'ngram:k=3' -> 'ngram:k=3,min=2'" in line and "only 1 round" in line
+    assert "drafter ngram:k=3 (baseline) -> ngram:k=3,min=2 (current)" in line
+
+
+def test_a_gate_that_judged_nothing_warns_and_fails_when_strict(pytester: pytest.Pytester, tiny_model_dir: str,
+                                                                acceptance_baseline: dict) -> None:
+    lenient = _compare(pytester, tiny_model_dir, acceptance_baseline, n_items=3)
+    lenient.assert_outcomes(passed=4)
+    assert lenient.ret == 0
+    lenient.stdout.fnmatch_lines(["*the comparison judged NOTHING*--speedbench-compare-strict*"])
+    strict = _compare(pytester, tiny_model_dir, acceptance_baseline, "--speedbench-compare-strict", n_items=3)
+    strict.assert_outcomes(passed=4)
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED

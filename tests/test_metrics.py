@@ -6,7 +6,7 @@ import math
 import pytest
 
 from speedbench_plugin import metrics as m
-from speedbench_plugin.engines.base import Chunk, SpecCounts, StreamResult
+from speedbench_plugin.engines.base import Chunk, SpecCounts, StepRecord, StreamResult
 
 
 def stream(sizes: list[int], times: list[float] | None = None, t_submit: float = 0.0, **kw) -> StreamResult:
@@ -19,11 +19,25 @@ def test_first_chunk_is_prefill_not_a_step() -> None:
     assert m.decode_step_lengths(stream([1, 4, 1, 2])) == [4, 1, 2]
 
 
+def test_a_first_chunk_with_decode_tokens_is_a_merge() -> None:
+    merged = stream([3, 1, 1])  # the prefill's token arrived with two decode tokens
+    assert m.decode_step_lengths(merged) == [2, 1, 1]
+    assert m.merged_chunks(merged, k=0) == 1
+    assert m.merged_chunks(merged, k=3) == 1
+    assert m.merged_chunks(stream([3, 2, 1]), k=0) == 2
+
+
+def test_merges_are_chunks_longer_than_one_step() -> None:
+    assert m.merged_chunks(stream([1, 4, 5, 9]), k=3) == 2
+    assert m.merged_chunks(stream([1, 1, 2, 1]), k=0) == 1  # no drafter: any chunk of more than one token
+    assert not m.is_merged(4, 3) and m.is_merged(5, 3)
+
+
 def test_pooled_acceptance_length_weights_steps_not_requests() -> None:
     a, b = stream([1, 4, 4]), stream([1, 1, 1, 1, 1])  # AL 4.0 over 2 steps, 1.0 over 4 steps
     steps = m.StreamSteps.pool([a, b], k=3)
-    assert steps.steps == 6 and steps.decode_tokens == 12
-    assert m.acceptance_length(steps) == pytest.approx(2.0)
+    assert steps.steps == 6 and steps.decode_tokens == 12 and steps.merged_chunks == 0
+    assert m.acceptance_length_of(steps) == pytest.approx(2.0)
     assert m.acceptance_length_request_mean([a, b]) == pytest.approx(2.5)
 
 
@@ -37,7 +51,23 @@ def test_histogram_counts_steps_that_drafted_nothing_or_fewer_than_k() -> None:
     car = m.conditional_acceptance(pp)
     assert car == pytest.approx([4 / 6, 3 / 4, 2 / 3])
     # AL = 1 + sum(pp), the identity SPEED-Bench uses.
-    assert 1 + sum(pp) == pytest.approx(sum(lengths) / len(lengths))
+    assert 1 + sum(pp) == pytest.approx(m.histogram_tokens(hist) / m.histogram_steps(hist))
+
+
+def test_engine_histogram_adds_the_steps_that_drafted_nothing() -> None:
+    # 9 output tokens: prefill 1, drafting steps accepting 2 and 0 (3 + 1 tokens), then 4 steps without a draft.
+    record = StepRecord(accepted=(2, 0), drafted=(3, 3), source="t")
+    s = stream([1, 3, 1, 1, 1, 1, 1], spec=SpecCounts(2, 6, 2, [1, 1, 0], "t"), steps=record)
+    assert m.engine_step_histogram(s, 3) == [5, 0, 1, 0]
+    assert m.engine_step_histogram(stream([1, 2]), 3) is None
+
+
+def test_engine_histogram_counts_drafts_cut_at_the_end() -> None:
+    # The last step accepted 3 but max_tokens left room for 2 tokens: the engine's step still had 4.
+    s = stream([1, 2, 2], finish_reason="length", spec=SpecCounts(2, 6, 4, [2, 1, 1], "t"),
+               steps=StepRecord((1, 3), (3, 3), "t"))
+    assert m.accepted_cut_at_end(s) == 2
+    assert m.engine_step_histogram(s, 3) == [0, 1, 0, 1]
 
 
 def test_counter_metrics_follow_vllm_conventions() -> None:
@@ -48,8 +78,6 @@ def test_counter_metrics_follow_vllm_conventions() -> None:
     assert m.per_position_from_counts(counts, 3) == pytest.approx([0.6, 0.3, 0.1])
     # On 20 stream steps (10 of which drafted nothing) the same counts give half the rate.
     assert m.per_position_from_counts(counts, 3, steps=20) == pytest.approx([0.3, 0.15, 0.05])
-    summary = m.counters_summary(counts, 3)
-    assert summary["conditional_acceptance_rates"] == pytest.approx([0.6, 0.5, 1 / 3])
 
 
 def test_drafted_fewer_than_k_lowers_acceptance_rate_not_length() -> None:
@@ -59,24 +87,33 @@ def test_drafted_fewer_than_k_lowers_acceptance_rate_not_length() -> None:
     assert m.acceptance_length_drafting_steps(counts) == pytest.approx(2.5)
 
 
-def test_fidelity_flags_merged_chunks() -> None:
-    exact = stream([1, 2, 2, 1])  # 3 steps, 2 accepted
+def test_fidelity_verdicts() -> None:
     counts = SpecCounts(3, 9, 2, [2, 0, 0], "t")
-    fid = m.fidelity(m.StreamSteps.pool([exact], 3), counts)
-    assert fid["abs_diff"] == pytest.approx(0) and fid["rel_diff"] == pytest.approx(0)
-    merged = stream([1, 4, 1])  # the engine's steps 1 and 2 arrived as one chunk
-    fid = m.fidelity(m.StreamSteps.pool([merged], 3), counts)
-    assert fid["accepted_tokens_stream"] == 3 and fid["rel_diff"] > 0.2
+    exact = m.fidelity(m.StreamSteps.pool([stream([1, 2, 2, 1])], 3), counts, cut_at_end=None, bound=3)
+    assert exact.verdict == m.EXACT and exact.abs_diff == pytest.approx(0) and exact.gap == 0
+    # The engine's steps 1 and 2 arrived as one chunk of 5 tokens: the stream shows more accepted.
+    merged = m.fidelity(m.StreamSteps.pool([stream([1, 5, 1])], 3), counts, cut_at_end=None, bound=3)
+    assert merged.verdict == m.MERGED_STEPS and merged.gap < 0 and merged.rel_diff > 0.2
+    # Two drafts accepted but cut by max_tokens: within a bound of 3, unexplained beyond a bound of 1.
+    cut = SpecCounts(2, 6, 4, [2, 1, 1], "t")
+    steps = m.StreamSteps.pool([stream([1, 2, 2])], 3)
+    assert m.fidelity(steps, cut, cut_at_end=None, bound=3).verdict == m.WITHIN_END_CUT_BOUND
+    assert m.fidelity(steps, cut, cut_at_end=None, bound=1).verdict == m.UNEXPLAINED
+    # With the per-step record the cut is counted exactly; a gap beyond it stays visible.
+    assert m.fidelity(steps, cut, cut_at_end=2, bound=3).verdict == m.EXACT
+    assert m.fidelity(steps, cut, cut_at_end=1, bound=3).verdict == m.UNEXPLAINED
+
+
+def test_end_cut_bound_counts_requests_that_ended_inside_a_step() -> None:
+    ended = [stream([1, 2], finish_reason="length"), stream([1, 2], finish_reason="stop"), stream([1], finish_reason="abort")]
+    assert m.end_cut_bound(ended, 3) == 6
 
 
 def test_accepted_cut_at_end_needs_the_per_step_record() -> None:
-    # Engine accepted 3 in the final step but max_tokens left room for 2 tokens only.
     counts = SpecCounts(2, 6, 4, [2, 1, 1], "vllm:per_request")
-    cut = stream([1, 2, 2], finish_reason="length", spec=counts, spec_raw={"per_step_accepted": [1, 3]})
-    assert m.accepted_cut_at_end(cut) == 2
     assert m.accepted_cut_at_end(stream([1, 2, 2], spec=counts)) is None
     # A gap the end cut does not explain stays visible.
-    odd = stream([1, 2, 2], spec=SpecCounts(2, 6, 5, [2, 2, 1], "x"), spec_raw={"per_step_accepted": [1, 3]})
+    odd = stream([1, 2, 2], spec=SpecCounts(2, 6, 5, [2, 2, 1], "x"), steps=StepRecord((1, 3), (3, 3), "x"))
     assert m.accepted_cut_at_end(odd) == 0
 
 
@@ -90,8 +127,16 @@ def test_timing_metrics() -> None:
     assert m.output_tps([s, other]) == pytest.approx(8 / 3.0)
 
 
+def test_reference_ratios() -> None:
+    assert m.speedup(30.0, 20.0) == pytest.approx(1.5)
+    assert m.proxy_speedup(0.010, 2.0, 0.012) == pytest.approx(0.010 * 2.0 / 0.012)
+    assert m.harness_efficiency(430.0, 1000.0) == pytest.approx(0.43)
+    assert m.client_cpu_us_per_output(0.5, 10_000) == pytest.approx(50.0)
+
+
 def test_empty_inputs_give_nan_not_errors() -> None:
-    assert math.isnan(m.acceptance_length(m.StreamSteps.pool([], 3)))
+    assert math.isnan(m.acceptance_length_of(m.StreamSteps.pool([], 3)))
     assert math.isnan(m.user_tps(stream([1])))
     assert math.isnan(m.acceptance_rate(SpecCounts(0, 0, 0, [], "t")))
     assert math.isnan(m.percentile([], 50))
+    assert math.isnan(m.speedup(None, 3.0)) and math.isnan(m.harness_efficiency(3.0, None))

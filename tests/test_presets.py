@@ -16,16 +16,30 @@ def models_dir(monkeypatch, tmp_path):
     return tmp_path / "models"
 
 
-def test_every_bundled_preset_loads():
-    names = available_presets()
-    assert names, "no presets bundled"
-    for name in names:
-        preset = load_preset(name)
-        assert preset["name"] == name
-        assert preset["engine"] in ENGINES
-        assert all(isinstance(c, int) and c > 0 for c in preset["concurrency"])
-        for spec in preset["drafters"]:
-            DrafterSpec.parse(spec)  # round-trips through the suite's own parser
+@pytest.mark.parametrize("name", available_presets())
+def test_every_bundled_preset_loads_typed(name):
+    preset = load_preset(name)
+    assert preset["name"] == name and preset["engine"] in ENGINES
+    assert preset["concurrency"] and all(isinstance(c, int) and c > 0 for c in preset["concurrency"])
+    for drafter in preset["drafters"]:
+        assert isinstance(drafter, DrafterSpec)
+        assert DrafterSpec.parse(str(drafter)) == drafter  # what the record stores reads back the same
+
+
+PRESET_PROBE = """
+def test_probe(sb_settings):
+    print("SETTINGS", sb_settings.engine, [d.id for d in sb_settings.drafters], sb_settings.concurrency,
+          sb_settings.max_tokens, sb_settings.engine_args, sorted(sb_settings.explicit))
+"""
+
+
+def test_preset_values_reach_the_session_and_the_command_line_wins(pytester):
+    pytester.makepyfile(test_probe=PRESET_PROBE)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--speedbench-preset", "embedded-hf")
+    assert "SETTINGS hf ['none', 'ngram_k3_max3_min1', 'draft_k3_layers10'] (1,) 64 {'dtype': 'float32'}" in result.stdout.str()
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--speedbench-preset", "embedded-hf",
+                                           "--speedbench-max-tokens", "8", "--speedbench-drafter", "none")
+    assert "SETTINGS hf ['none'] (1,) 8 {'dtype': 'float32'}" in result.stdout.str()
 
 
 def test_one_embedded_preset_per_engine():
@@ -37,10 +51,10 @@ def test_one_embedded_preset_per_engine():
 
 def test_paper_configuration(models_dir):
     preset = load_preset("llama3.3-70b-eagle3-trtllm")
-    assert preset["engine"] == "trtllm" and preset["concurrency"] == [32]
+    assert preset["engine"] == "trtllm" and preset["concurrency"] == (32,)
     assert preset["engine_args"]["tensor_parallel_size"] == 8
     assert preset["model"] == f"{models_dir}/Llama-3.3-70B-Instruct"
-    eagle = [DrafterSpec.parse(s) for s in preset["drafters"] if s.startswith("eagle3")]
+    eagle = [d for d in preset["drafters"] if d.method == "eagle3"]
     assert eagle and eagle[0].k == 3 and eagle[0].model.startswith(str(models_dir))
     assert preset["temperature"] == 0 and preset["max_tokens"] == 4096
 
@@ -88,5 +102,5 @@ def test_user_file(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("engine: hf\nmodel: embedded\ndrafters: ['ngram:k=2']\nconcurrency: 1\nengine_args: {dtype: float32}\n")
     preset = load_preset(str(path))
-    assert preset == {"name": "mine", "engine": "hf", "model": None, "drafters": ["ngram:k=2"],
-                      "concurrency": [1], "engine_args": {"dtype": "float32"}}
+    assert preset == {"name": "mine", "engine": "hf", "model": None, "drafters": (DrafterSpec.parse("ngram:k=2"),),
+                      "concurrency": (1,), "engine_args": {"dtype": "float32"}}

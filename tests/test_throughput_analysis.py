@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from typing import Any
 
 import numpy as np
 import pytest
+from recordkit import make_record, with_speedups
 
 from speedbench_plugin.engines.base import Chunk, SpecCounts, StreamResult
+from speedbench_plugin.record import Record
 from speedbench_plugin.throughput import analysis, goodput, sssd
 from speedbench_plugin.throughput.dynamic import (
     DynamicTableError,
@@ -188,28 +191,27 @@ def test_steps_use_engine_drafted_counts_and_exclude_prefill_and_merges() -> Non
 # --- records → tables ---------------------------------------------------------------------------
 
 
-def _record(drafter: str, k: int, tier: str, conc: int, tps: float, user: float, step: float, al: float) -> dict:
-    return {"split": "throughput", "case_id": f"{drafter}-{tier}-{conc}", "engine": "fake", "bucket": 1024, "tier": tier,
-            "drafter_id": drafter, "k": k, "concurrency": conc, "output_tps": tps, "user_tps_median": user,
-            "step_latency_p50_s": step, "acceptance_length": al, "max_tokens": 64,
-            "throughput": {"output_tps_per_gpu": tps / 2}}
+def _record(drafter: str, tier: str, conc: int, tps: float, user: float, step: float, al: float, **kw: Any) -> Record:
+    return make_record(drafter, tier=tier, concurrency=conc, output_tps=tps, user_tps=user, step_latency=step, al=al,
+                       tp=2, **kw)
 
 
 def test_speedup_and_proxy_against_none_at_the_same_concurrency() -> None:
-    frame = analysis.cases_frame([
-        _record("none", 0, "mixed", 1, 20.0, 20.0, 0.05, 1.0), _record("ngram_k3", 3, "mixed", 1, 30.0, 28.0, 0.06, 1.5),
-        _record("none", 0, "mixed", 2, 40.0, 19.0, 0.05, 1.0),
-    ]).set_index("case_id")
-    sd = frame.loc["ngram_k3-mixed-1"]
+    records = with_speedups([
+        _record("none", "mixed", 1, 20.0, 20.0, 0.05, 1.0), _record("ngram:k=3", "mixed", 1, 30.0, 28.0, 0.06, 1.5),
+        _record("none", "mixed", 2, 40.0, 19.0, 0.05, 1.0),
+    ])
+    frame = analysis.cases_frame(records).set_index("case_id")
+    sd = frame.loc["ngram_k3-1024-mixed-1"]
     assert sd["speedup_output_tps"] == pytest.approx(1.5) and sd["speedup_user_tps"] == pytest.approx(1.4)
     assert sd["proxy_speedup"] == pytest.approx(0.05 * 1.5 / 0.06)
     assert sd["output_tps_per_gpu"] == 15.0
-    assert math.isnan(frame.loc["none-mixed-2", "speedup_output_tps"])
+    assert math.isnan(frame.loc["none-1024-mixed-2", "speedup_output_tps"])
 
 
 def test_random_inputs_overstatement_per_sd_setting() -> None:
-    records = [_record("none", 0, t, 1, v, 1, 1, 1) for t, v in (("random", 22.0), ("low_entropy", 20.0), ("mixed", 20.0))]
-    records += [_record("ngram_k3", 3, t, 1, v, 1, 1, 1) for t, v in (("random", 18.0), ("low_entropy", 30.0), ("mixed", 10.0))]
+    records = [_record("none", t, 1, v, 1, 1, 1) for t, v in (("random", 22.0), ("low_entropy", 20.0), ("mixed", 20.0))]
+    records += [_record("ngram:k=3", t, 1, v, 1, 1, 1) for t, v in (("random", 18.0), ("low_entropy", 30.0), ("mixed", 10.0))]
     table = analysis.random_vs_real(analysis.cases_frame(records)).set_index("sd")
     assert table.loc[False, "overstatement_vs_real_mean"] == pytest.approx(0.10)
     assert table.loc[True, "overstatement_vs_low_entropy"] == pytest.approx(18 / 30 - 1)
@@ -218,12 +220,9 @@ def test_random_inputs_overstatement_per_sd_setting() -> None:
 
 def test_draft_length_analysis_builds_best_k_and_dynamic_table() -> None:
     tps = {(1, 0): 10, (1, 1): 14, (1, 2): 15, (4, 0): 30, (4, 1): 33, (4, 2): 31, (8, 0): 50, (8, 1): 45, (8, 2): 40}
-    records = []
-    for (c, k), v in tps.items():
-        r = _record("none" if k == 0 else f"ngram_k{k}", k, "mixed", c, float(v), 1, 1, 1)
-        r["steps"] = 10
-        r["step_histogram"] = [5, 3, 2][: k + 1] if k else [10]
-        records.append(r)
+    records = [_record("none" if k == 0 else f"ngram:k={k}", "mixed", c, float(v), 1, 1, 1,
+                       histogram=[5, 3, 2][: k + 1] if k else [10])
+               for (c, k), v in tps.items()]
     profile = [{"batched_tokens": x, "step_s": 0.02 + 1e-4 * max(0, x - 8)} for x in (1, 4, 8, 16, 64, 256)]
     (item,) = analysis.draft_length_analyses(records, profile)
     assert item.best_k_measured == {1: 2, 4: 1, 8: 0}
@@ -232,3 +231,12 @@ def test_draft_length_analysis_builds_best_k_and_dynamic_table() -> None:
     assert item.knee is not None and item.knee.tokens == 8
     assert item.best_k_sssd == {1: 2, 4: 2, 8: 1}
     assert any("SmartSpec fit" in note for note in item.notes)  # no decode steps attached: no fit, said so
+    assert item.drafter is not None and item.drafter.method == "ngram"
+
+
+def test_family_is_the_drafter_without_its_draft_length() -> None:
+    from speedbench_plugin.drafters import DrafterSpec
+
+    assert analysis.family_of(DrafterSpec.parse("ngram:k=3,min=2")) == "ngram_min2"
+    assert analysis.family_of(DrafterSpec.parse("ngram:k=5,min=2")) == "ngram_min2"
+    assert analysis.family_of(DrafterSpec.parse("none")) == "none"

@@ -3,6 +3,7 @@ runs, so the figures are plumbing checks, not measurements), and its bad-input h
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,12 @@ def _bench(pytester: pytest.Pytester) -> tuple[str, ...]:
     return ("-c", str(ini), "--rootdir", str(pytester.path))
 
 
-def _run(pytester: pytest.Pytester, model: str, *args: str) -> pytest.RunResult:
+def _run(pytester: pytest.Pytester, model: str, *args: str, run: str = "run") -> pytest.RunResult:
     pinned = _bench(pytester)
     return pytester.runpytest_subprocess(
         *pinned, *PLUGIN, "--speedbench-engine", "fake", "--speedbench-model", model, "--speedbench-progress", "off",
-        "--speedbench-max-tokens", "16", "--speedbench-num-requests", "4", "--speedbench-buckets", "1024", *args,
+        "--speedbench-max-tokens", "16", "--speedbench-num-requests", "4", "--speedbench-buckets", "1024",
+        f"--speedbench-run-dir={pytester.path / run}", *args,
     )
 
 
@@ -34,16 +36,16 @@ def test_sweep_on_fake_engine_writes_tables_csv_and_plots(pytester: pytest.Pytes
         "--speedbench-engine-args", "step_s=0.001", "-rs",
     )
     # 3 drafters (none, ngram k1, k2) x 2 concurrencies x 2 tiers; the profile once (none); the
-    # dynamic-table validation is vLLM-only and says so.
-    result.assert_outcomes(passed=12 + 1, skipped=4, deselected=2)
+    # dynamic-table validation is the second phase, not run here.
+    result.assert_outcomes(passed=12 + 1, deselected=2 + 2)
     result.stdout.fnmatch_lines([
+        "*the emitted dynamic-SD tables are validated by a second run with --speedbench-dynamic-table*",
         "*speedbench throughput: concurrency sweep*",
         "*random-token inputs vs real tiers*",
         "*best k per concurrency 1024/low_entropy ngram*",
         '*num_speculative_tokens_per_batch_size"] = [[1, *',
-        "*dynamic SD tables are a vLLM feature*",
     ])
-    (results,) = (pytester.path / "results").glob("*-throughput")  # one folder per run
+    results = pytester.path / "run"
     with open(results / "throughput_cases.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 12
@@ -58,23 +60,41 @@ def test_sweep_on_fake_engine_writes_tables_csv_and_plots(pytester: pytest.Pytes
     with open(results / "throughput_best_k.csv") as fh:
         best = list(csv.DictReader(fh))
     assert {r["concurrency"] for r in best} == {"1", "2"} and all(r["dynamic_table"].startswith("[[1, ") for r in best)
+    tables = json.loads((results / "dynamic_tables.json").read_text())["tables"]
+    assert {(t["tier"], t["family"]) for t in tables} == {("low_entropy", "ngram"), ("random", "ngram")}
+    assert all(t["table"][0][0] == 1 and set(t["best_fixed"]) == {"1", "2"} for t in tables)
+
+    # Phase two reads the sweep's file: only the validation cases run (vLLM-only: the fake engine says so).
+    second = _run(pytester, tiny_model_dir, "--speedbench-drafter", "none", "--speedbench-drafter", "ngram:k=3",
+                  "--speedbench-concurrency", "1,2", f"--speedbench-dynamic-table={results}", "-rs", run="phase2")
+    second.assert_outcomes(skipped=4, deselected=2 * 2 * 4 + 2)
+    second.stdout.fnmatch_lines(["*validating 2 dynamic-SD table(s)*", "*dynamic SD tables are a vLLM feature*"])
+
+
+def test_dynamic_table_file_must_be_a_sweeps(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    bogus = pytester.path / "tables.json"
+    bogus.write_text('{"nope": 1}')
+    result = _run(pytester, tiny_model_dir, f"--speedbench-dynamic-table={bogus}")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines([f"*--speedbench-dynamic-table {bogus}: not a dynamic_tables.json written by a sweep*"])
+    missing = _run(pytester, tiny_model_dir, "--speedbench-dynamic-table=/no/such/file.json")
+    missing.stderr.fnmatch_lines(["*--speedbench-dynamic-table '/no/such/file.json': no such file*"])
 
 
 def test_per_gpu_tps_divides_by_tensor_parallel_size(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
     result = _run(pytester, tiny_model_dir, "--speedbench-drafter", "none", "--speedbench-tiers", "mixed",
                   "--speedbench-engine-args", "tensor_parallel_size=4", "-k", "not dynamic and not profile")
     result.assert_outcomes(passed=1)
-    (results,) = (pytester.path / "results").glob("*-throughput")
-    with open(results / "throughput_cases.csv") as fh:
+    with open(pytester.path / "run" / "throughput_cases.csv") as fh:
         (row,) = list(csv.DictReader(fh))
     assert float(row["output_tps_per_gpu"]) == pytest.approx(float(row["output_tps"]) / 4)
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--speedbench-draft-lengths", "1,0", "--speedbench-draft-lengths: '0' is not a positive integer"),
-    ("--speedbench-draft-lengths", "two", "--speedbench-draft-lengths: 'two' is not a positive integer"),
-    ("--speedbench-concurrency", "4,-1", "--speedbench-concurrency: -1 is not a positive integer"),
-    ("--speedbench-buckets", "1k,x", "--speedbench-buckets: 'x' is not a positive integer"),
+    ("--speedbench-draft-lengths", "1,0", "--speedbench-draft-lengths '0': not a positive integer"),
+    ("--speedbench-draft-lengths", "two", "--speedbench-draft-lengths 'two': not a positive integer"),
+    ("--speedbench-concurrency", "4,-1", "--speedbench-concurrency '-1': not a positive integer"),
+    ("--speedbench-buckets", "1k,x", "--speedbench-buckets 'x': not a positive integer"),
     ("--speedbench-tiers", "low_entropy,boring", "--speedbench-tiers: unknown tier(s) boring"),
 ])
 def test_bad_option_values_name_the_option(pytester: pytest.Pytester, tiny_model_dir: str, option: str, value: str,

@@ -7,6 +7,7 @@ and sha, drafter, k, concurrency, workload).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import importlib.metadata
@@ -24,20 +25,11 @@ from typing import Any
 
 from speedbench_plugin import __version__
 from speedbench_plugin.record import SCHEMA_VERSION as RECORD_SCHEMA
+from speedbench_plugin.record import Record, RecordSchemaError
 
 BASELINE_SCHEMA = 1
 BASELINE_DIR = Path("results") / "baselines"
 SCHEMA_KEY = "speedbench_baseline_schema"
-# Keys of the record that say what was measured; a difference in the first set makes throughput
-# and latency incomparable, the second set must match for any comparison.
-CASE_FINGERPRINT_KEYS = (
-    "engine", "engine_version", "model", "model_sha", "drafter", "drafter_id", "k", "concurrency",
-    "max_tokens", "temperature",
-)
-# Keys added by the gate or the collector, not part of what a baseline stores.
-TRANSIENT_RECORD_KEYS = ("comparison", "outcome")
-
-
 class BaselineError(Exception):
     """A baseline that cannot be used; the message says which file and what to do."""
 
@@ -134,34 +126,42 @@ def hardware_fingerprint() -> dict[str, Any]:
 HARDWARE_COMPARABLE_KEYS = ("cpu_model", "gpus")
 
 
-def case_fingerprint(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: record.get(key) for key in CASE_FINGERPRINT_KEYS}
+def case_fingerprint(record: Record) -> dict[str, Any]:
+    """What was measured, in one place of the baseline file for a reader."""
+    case = record.case
+    return {"engine": case.engine, "engine_version": case.engine_version, "model": case.model,
+            "model_sha": case.model_sha, "model_identity": case.model_identity, "drafter": str(case.drafter),
+            "k": case.k, "concurrency": case.concurrency, "max_tokens": case.max_tokens,
+            "temperature": case.temperature, "devices": case.devices}
 
 
 # --- the document ---------------------------------------------------------------------------
 
 
-def baseline_document(records: Iterable[dict[str, Any]], results_document: dict[str, Any],
+def baseline_document(records: Iterable[Record], results_document: dict[str, Any],
                       benchmark_stats: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The results document with the schema, the machine's fingerprint and per-case fingerprints."""
-    document = dict(results_document)
+    """The results document with the schema, the machine's fingerprint and per-case fingerprints.
+    The gate's own verdicts (a ``comparison`` section) are not part of what a baseline stores."""
+    by_id = {r.case_id: r for r in records}
     benchmarks = []
-    for bench in document.get("benchmarks", []):
-        record = {k: v for k, v in bench["extra_info"]["speedbench"].items() if k not in TRANSIENT_RECORD_KEYS}
-        record["fingerprint"] = case_fingerprint(record)
-        entry = {**bench, "extra_info": {**bench["extra_info"], "speedbench": record}}
+    for bench in results_document.get("benchmarks", []):
+        record = by_id[bench["name"]]
+        sections = {k: v for k, v in record.sections.items() if k != "comparison"}
+        stored = dataclasses.replace(record, sections=sections, outcome=None).to_json()
+        entry = {**bench, "extra_info": {**bench["extra_info"], "speedbench": stored,
+                                         "fingerprint": case_fingerprint(record)}}
         stats = (benchmark_stats or {}).get(bench["name"])
         if stats:
             entry["stats"] = stats  # pytest-benchmark's own round timings, when it ran (not under xdist)
         benchmarks.append(entry)
-    document["benchmarks"] = benchmarks
     return {
         SCHEMA_KEY: BASELINE_SCHEMA,
         "record_schema": RECORD_SCHEMA,
         "speedbench_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": hardware_fingerprint(),
-        **{k: v for k, v in document.items() if k not in ("speedbench_version",)},
+        **{k: v for k, v in results_document.items() if k not in ("speedbench_version", "benchmarks")},
+        "benchmarks": benchmarks,
     }
 
 
@@ -171,11 +171,11 @@ class Baseline:
     created: str
     speedbench_version: str
     hardware: dict[str, Any]
-    cases: dict[str, dict[str, Any]] = field(default_factory=dict)  # case_id -> record
+    cases: dict[str, Record] = field(default_factory=dict)  # case_id -> record
 
     @property
     def engines(self) -> list[str]:
-        return sorted({f"{r.get('engine')} {r.get('engine_version')}" for r in self.cases.values()})
+        return sorted({f"{r.case.engine} {r.case.engine_version}" for r in self.cases.values()})
 
 
 def load(path: Path) -> Baseline:
@@ -199,13 +199,17 @@ def load(path: Path) -> Baseline:
             f"{__version__} reads schema {BASELINE_SCHEMA} (records {RECORD_SCHEMA}); save a new baseline with "
             "this version (--speedbench-save-baseline) on the reference engine"
         )
-    cases: dict[str, dict[str, Any]] = {}
+    cases: dict[str, Record] = {}
     for index, bench in enumerate(document.get("benchmarks") or []):
         try:
-            record = bench["extra_info"]["speedbench"]
-            cases[record["case_id"]] = record
+            raw = bench["extra_info"]["speedbench"]
         except (KeyError, TypeError):
             raise BaselineError(f"baseline {path}: benchmarks[{index}] has no speedbench record") from None
+        try:
+            record = Record.from_json(raw, where=f"baseline {path}: benchmarks[{index}]")
+        except RecordSchemaError as exc:
+            raise BaselineError(f"{exc}; save a new baseline with --speedbench-save-baseline") from None
+        cases[record.case_id] = record
     if not cases:
         raise BaselineError(f"baseline {path}: holds no cases")
     return Baseline(path, str(document.get("created", "?")), str(document.get("speedbench_version", "?")),

@@ -23,13 +23,14 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from itertools import zip_longest
 from typing import Any
 
 from speedbench_plugin.compare import stats
 from speedbench_plugin.compare.baseline import HARDWARE_COMPARABLE_KEYS
 from speedbench_plugin.compare.settings import Thresholds
-
-MIN_PAIRED_REQUESTS = 5
+from speedbench_plugin.record import Record
 
 REGRESSED, IMPROVED, UNCHANGED, IDENTICAL, NOT_COMPARABLE = (
     "regressed", "improved", "unchanged", "identical", "not comparable",
@@ -71,7 +72,8 @@ class CaseComparison:
     confidence: float = 0.99
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        clean: dict[str, Any] = _finite(asdict(self))
+        return clean
 
 
 def _finite(value: Any) -> Any:
@@ -92,43 +94,34 @@ def _finite(value: Any) -> Any:
 class Unit:
     """One (question, turn) with its counts summed over rounds."""
 
+    step_tokens: int  # the AL numerator, from the record's step source
+    steps: int
     histogram: tuple[int, ...]
     accepted: int | None  # engine counters, None when any round lacked them
     draft_tokens: int | None
 
 
-def units_of(record: dict[str, Any]) -> dict[tuple[str, int], Unit]:
-    hist: dict[tuple[str, int], list[int]] = {}
-    counters: dict[tuple[str, int], list[int] | None] = {}
-    for row in record.get("requests") or []:
-        if row.get("error") or row.get("step_histogram") is None:
+def units_of(record: Record, stream: bool = False) -> dict[tuple[str, int], Unit]:
+    """Per (question, turn), summed over rounds. ``stream``: the stream's steps instead of the
+    record's histogram source (used when two records' sources differ)."""
+    parts: dict[tuple[str, int], list[Any]] = {}
+    for row in record.requests:
+        if row.error:
             continue
-        key = (str(row["question_id"]), int(row.get("turn") or 0))
-        h = hist.setdefault(key, [])
-        for j, count in enumerate(row["step_histogram"]):
-            if j == len(h):
-                h.append(0)
-            h[j] += int(count)
-        c = row.get("counters")
-        if key not in counters:
-            counters[key] = [0, 0]
-        if c is None or counters[key] is None:
-            counters[key] = None
+        key = (row.question_id, row.turn)
+        tokens, steps, hist = ((row.stream_decode_tokens, row.stream_steps, row.stream_step_histogram) if stream
+                               else (row.step_tokens, row.steps, row.step_histogram))
+        acc = parts.setdefault(key, [0, 0, [], 0, 0, True])
+        acc[0] += tokens
+        acc[1] += steps
+        acc[2] = [a + b for a, b in zip_longest(acc[2], hist, fillvalue=0)]
+        if row.counters is None:
+            acc[5] = False
         else:
-            counters[key][0] += int(c.get("num_accepted_tokens") or 0)
-            counters[key][1] += int(c.get("num_draft_tokens") or 0)
-    return {
-        key: Unit(tuple(h), *(counters[key] or (None, None)))
-        for key, h in hist.items()
-    }
-
-
-def _al_parts(u: Unit) -> tuple[float, float]:
-    return float(sum((j + 1) * c for j, c in enumerate(u.histogram))), float(sum(u.histogram))
-
-
-def _pp_parts(u: Unit, position: int) -> tuple[float, float]:
-    return float(sum(u.histogram[position + 1:])), float(sum(u.histogram))
+            acc[3] += int(row.counters.get("num_accepted_tokens") or 0)
+            acc[4] += int(row.counters.get("num_draft_tokens") or 0)
+    return {key: Unit(a[0], a[1], tuple(a[2]), a[3] if a[5] else None, a[4] if a[5] else None)
+            for key, a in parts.items()}
 
 
 def acceptance_ratios(base: list[Unit], cur: list[Unit], k_base: int, k_cur: int) -> dict[str, stats.PairedRatio]:
@@ -137,26 +130,28 @@ def acceptance_ratios(base: list[Unit], cur: list[Unit], k_base: int, k_cur: int
         c = [parts(u) for u in cur]
         return stats.PairedRatio.of([x[0] for x in b], [x[1] for x in b], [x[0] for x in c], [x[1] for x in c])
 
-    out = {"AL": paired(_al_parts)}
+    out = {"AL": paired(lambda u: (float(u.step_tokens), float(u.steps)))}
     if all(u.accepted is not None for u in base + cur):
+        # AR from the engine's counters only: a stream cannot know what was drafted.
         out["AR"] = paired(lambda u: (float(u.accepted or 0), float(u.draft_tokens or 0)))
-    elif k_base == k_cur:
-        # No engine counters: drafted tokens are k per step, as seen in the stream.
-        out["AR"] = paired(lambda u: (_al_parts(u)[0] - _al_parts(u)[1], k_base * _al_parts(u)[1]))
     for position in range(min(k_base, k_cur)):
-        out[f"pp[{position}]"] = paired(lambda u, p=position: _pp_parts(u, p))
+        out[f"pp[{position}]"] = paired(partial(_pp_parts, position=position))
     return out
+
+
+def _pp_parts(u: Unit, position: int) -> tuple[float, float]:
+    return float(sum(u.histogram[position + 1:])), float(sum(u.histogram))
 
 
 # --- speed per round ------------------------------------------------------------------------
 
 
-def _per_round_median(record: dict[str, Any], key: str) -> list[float]:
+def _per_round_median(record: Record, key: str) -> list[float]:
     by_round: dict[int, list[float]] = defaultdict(list)
-    for row in record.get("requests") or []:
-        value = row.get(key)
-        if not row.get("error") and value is not None and math.isfinite(value):
-            by_round[int(row.get("round") or 0)].append(float(value))
+    for row in record.requests:
+        value = getattr(row, key)
+        if not row.error and value is not None and math.isfinite(value):
+            by_round[row.round].append(float(value))
     return [statistics.median(by_round[r]) for r in sorted(by_round)]
 
 
@@ -165,11 +160,11 @@ class SpeedMetric:
     name: str
     unit: str
     higher_is_better: bool
-    per_round: Callable[[dict[str, Any]], list[float]]
+    per_round: Callable[[Record], list[float]]
 
 
 SPEED_METRICS = (
-    SpeedMetric("output TPS", "tok/s", True, lambda r: [v for v in r.get("output_tps_rounds") or [] if v is not None]),
+    SpeedMetric("output TPS", "tok/s", True, lambda r: [v for v in r.speed.output_tps_rounds if v is not None]),
     SpeedMetric("user TPS median", "tok/s", True, lambda r: _per_round_median(r, "user_tps")),
     SpeedMetric("TTFT median", "s", False, lambda r: _per_round_median(r, "ttft_s")),
 )
@@ -178,20 +173,25 @@ SPEED_METRICS = (
 # --- fingerprints ---------------------------------------------------------------------------
 
 
+def _case_facts(record: Record) -> dict[str, Any]:
+    case = record.case
+    return {"model_sha": case.model_sha, "drafter": str(case.drafter), "k": case.k, "concurrency": case.concurrency,
+            "devices": case.devices, "max_tokens": case.max_tokens, "temperature": case.temperature}
+
+
 def _differences(base: dict[str, Any], cur: dict[str, Any], keys: Sequence[str]) -> list[str]:
     return [f"{key} {base.get(key)!r} -> {cur.get(key)!r}" for key in keys if base.get(key) != cur.get(key)]
 
 
-def speed_blockers(base: dict[str, Any], cur: dict[str, Any], base_hw: dict[str, Any], cur_hw: dict[str, Any]) -> list[str]:
+def speed_blockers(base: Record, cur: Record, base_hw: dict[str, Any], cur_hw: dict[str, Any]) -> list[str]:
     """What makes throughput incomparable: other hardware, model, drafter or load."""
-    return _differences(base, cur, ("model_sha", "drafter", "k", "concurrency")) + _differences(
-        base_hw, cur_hw, HARDWARE_COMPARABLE_KEYS
-    )
+    return _differences(_case_facts(base), _case_facts(cur), ("model_sha", "drafter", "k", "concurrency", "devices")) + \
+        _differences(base_hw, cur_hw, HARDWARE_COMPARABLE_KEYS)
 
 
-def workload_blockers(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
+def workload_blockers(base: Record, cur: Record) -> list[str]:
     """What makes every figure incomparable: another workload."""
-    return _differences(base, cur, ("max_tokens", "temperature"))
+    return _differences(_case_facts(base), _case_facts(cur), ("max_tokens", "temperature"))
 
 
 # --- the case -------------------------------------------------------------------------------
@@ -228,34 +228,47 @@ def _decide(r: MetricResult, alpha: float, worse_sign: int) -> None:
         r.status, r.p_adj = UNCHANGED, min(adj_worse, adj_better)
 
 
-def compare_acceptance(base: dict[str, Any], cur: dict[str, Any], t: Thresholds, family_size: int, seed: int) -> tuple[list[MetricResult], list[str]]:
-    k_base, k_cur = int(base.get("k") or 0), int(cur.get("k") or 0)
+def compare_acceptance(base: Record, cur: Record, t: Thresholds, family_size: int, seed: int) -> tuple[list[MetricResult], list[str]]:
+    k_base, k_cur = base.case.k, cur.case.k
     if not k_base or not k_cur:
-        return [], ([] if k_base == k_cur else [f"acceptance not comparable: k {k_base} -> {k_cur}"])
-    base_units, cur_units = units_of(base), units_of(cur)
-    common = sorted(set(base_units) & set(cur_units))
+        if k_base == k_cur:
+            return [], ["acceptance not applicable: no drafter"]
+        return [MetricResult("AL", "acceptance", NOT_COMPARABLE, note=f"k {k_base} -> {k_cur}")], []
     notes = []
+    same_source = base.acceptance.histogram_source == cur.acceptance.histogram_source
+    if not same_source:
+        notes.append(f"acceptance compared on the stream's steps: the step histograms came from "
+                     f"{base.acceptance.histogram_source} (baseline) and {cur.acceptance.histogram_source} (current)")
+    base_units, cur_units = units_of(base, stream=not same_source), units_of(cur, stream=not same_source)
+    common = sorted(set(base_units) & set(cur_units))
     unpaired = len(set(base_units) ^ set(cur_units))
     if unpaired:
         notes.append(f"{unpaired} request(s) only in one run were left out of the pairing")
-    if len(common) < MIN_PAIRED_REQUESTS:
-        return [MetricResult("AL", "acceptance", NOT_COMPARABLE, n=len(common),
-                             note=f"only {len(common)} paired requests (need {MIN_PAIRED_REQUESTS})")], notes
+    if len(common) < t.min_pairs:
+        reason = (f"only {len(common)} paired requests (need {t.min_pairs}: more prompts per case, "
+                  "--speedbench-num-requests, or --speedbench-compare-min-pairs)")
+        return [MetricResult("AL", "acceptance", NOT_COMPARABLE, n=len(common), note=reason)], notes
     b, c = [base_units[key] for key in common], [cur_units[key] for key in common]
     ratios = acceptance_ratios(b, c, k_base, k_cur)
+    if "AR" not in ratios:
+        notes.append("AR not compared: per-request engine counters are missing in one run")
+    # The figures shown are the records' own (the table's); the statistics pair the requests.
+    shown = {"AL": (base.acceptance.acceptance_length, cur.acceptance.acceptance_length) if same_source
+             else (base.acceptance.acceptance_length_stream, cur.acceptance.acceptance_length_stream),
+             "AR": (base.acceptance.acceptance_rate, cur.acceptance.acceptance_rate)}
     if k_base == k_cur and b == c:
-        results = [
-            MetricResult(name, "acceptance", IDENTICAL, ratio.baseline, ratio.current, 0.0, (0.0, 0.0), n=len(common),
-                         note="identical per-request counts")
+        return [
+            MetricResult(name, "acceptance", IDENTICAL, *shown.get(name, (ratio.baseline, ratio.current)), 0.0, (0.0, 0.0),
+                         n=len(common), note="identical per-request counts")
             for name, ratio in ratios.items()
-        ]
-        return results, notes
+        ], notes
     shifts = stats.paired_bootstrap(ratios, confidence=t.confidence, resamples=t.resamples, seed=seed)
     results = []
     for name, shift in shifts.items():
         absolute, relative = (t.al_abs, t.al_rel) if name == "AL" else (t.rate_abs, t.rate_rel)
+        baseline, current = shown.get(name, (shift.baseline, shift.current))
         results.append(MetricResult(
-            name, "acceptance", UNCHANGED, shift.baseline, shift.current, shift.change,
+            name, "acceptance", UNCHANGED, baseline, current, shift.change,
             (shift.ci_low, shift.ci_high), stats.drop_threshold(shift.baseline, absolute, relative),
             shift.p_worse, shift.p_better, n=shift.n,
         ))
@@ -265,20 +278,28 @@ def compare_acceptance(base: dict[str, Any], cur: dict[str, Any], t: Thresholds,
     return results, notes
 
 
-def compare_speed(base: dict[str, Any], cur: dict[str, Any], t: Thresholds, family_size: int, seed: int,
+def _speed_not_comparable(reasons: list[str]) -> list[MetricResult]:
+    note = "; ".join(reasons)
+    return [MetricResult(m.name, "speed", NOT_COMPARABLE, note=note, unit=m.unit) for m in SPEED_METRICS]
+
+
+def compare_speed(base: Record, cur: Record, t: Thresholds, family_size: int, seed: int,
                   blockers: list[str], force: bool) -> tuple[list[MetricResult], list[str]]:
-    n_base, n_cur = int(base.get("rounds") or 0), int(cur.get("rounds") or 0)
+    n_base, n_cur = base.case.rounds, cur.case.rounds
+    reasons, notes = [], []
     if blockers and not force:
-        reason = "fingerprint differs: " + "; ".join(blockers) + " (--speedbench-compare-force judges it anyway)"
-        return [MetricResult(m.name, "speed", NOT_COMPARABLE, note=reason, unit=m.unit) for m in SPEED_METRICS], []
-    notes = [f"speed judged despite: {'; '.join(blockers)} (forced)"] if blockers else []
+        reasons.append("fingerprint differs: " + "; ".join(blockers) + " (--speedbench-compare-force judges it anyway)")
+    elif blockers:
+        notes.append(f"speed judged despite: {'; '.join(blockers)} (forced)")
     if min(n_base, n_cur) < t.min_rounds:
         fewest = min(n_base, n_cur)
-        reason = (
-            f"only {fewest} round{'s' if fewest != 1 else ''} (baseline {n_base}, current {n_cur}; "
-            f"need {t.min_rounds}: --speedbench-rounds)"
-        )
-        return [MetricResult(m.name, "speed", NOT_COMPARABLE, note=reason, unit=m.unit) for m in SPEED_METRICS], notes
+        reasons.append(f"only {fewest} round{'s' if fewest != 1 else ''} (baseline {n_base}, current {n_cur}; "
+                       f"need {t.min_rounds}: --speedbench-rounds)")
+    for name, record in (("baseline", base), ("current", cur)):
+        if record.speed.client_bound:
+            reasons.append(f"the {name} run was client-bound ({'; '.join(record.speed.client_bound_reasons)})")
+    if reasons:
+        return _speed_not_comparable(reasons), notes
     results = []
     for metric in SPEED_METRICS:
         b, c = metric.per_round(base), metric.per_round(cur)
@@ -318,8 +339,8 @@ def case_status(metrics: list[MetricResult]) -> str:
 
 
 def compare_case(
-    current: dict[str, Any],
-    baseline: dict[str, Any],
+    current: Record,
+    baseline: Record,
     *,
     baseline_path: str,
     thresholds: Thresholds,
@@ -328,33 +349,42 @@ def compare_case(
     baseline_hardware: dict[str, Any],
     force: bool = False,
 ) -> CaseComparison:
-    out = CaseComparison(str(current.get("case_id")), str(baseline.get("case_id")), baseline_path, NOT_COMPARABLE,
+    out = CaseComparison(current.case_id, baseline.case_id, baseline_path, NOT_COMPARABLE,
                          family_size=family_size, confidence=thresholds.confidence)
-    if current.get("engine_version") != baseline.get("engine_version") or current.get("engine") != baseline.get("engine"):
-        out.notes.append(
-            f"engine {baseline.get('engine')} {baseline.get('engine_version')} (baseline) -> "
-            f"{current.get('engine')} {current.get('engine_version')} (current)"
-        )
-    if current.get("drafter") != baseline.get("drafter"):
-        out.notes.append(f"drafter {baseline.get('drafter')} (baseline) -> {current.get('drafter')} (current)")
-    if current.get("model_sha") != baseline.get("model_sha"):
-        out.notes.append(
-            f"model differs: sha {str(baseline.get('model_sha'))[:12]} (baseline) -> {str(current.get('model_sha'))[:12]} (current)"
-        )
+    b, c = baseline.case, current.case
+    if (c.engine, c.engine_version) != (b.engine, b.engine_version):
+        out.notes.append(f"engine {b.engine} {b.engine_version} (baseline) -> {c.engine} {c.engine_version} (current)")
+    if str(c.drafter) != str(b.drafter):
+        out.notes.append(f"drafter {b.drafter} (baseline) -> {c.drafter} (current)")
+    if c.model_sha != b.model_sha:
+        out.notes.append(f"model differs: sha {b.model_sha[:12]} (baseline) -> {c.model_sha[:12]} (current)")
     blockers = workload_blockers(baseline, current)
     if blockers:
         out.notes.append("other workload: " + "; ".join(blockers))
         return out
     seed = stats.seed_for(out.case_id)
     acceptance, notes_a = compare_acceptance(baseline, current, thresholds, family_size, seed)
-    speed, notes_s = compare_speed(
-        baseline, current, thresholds, family_size, seed,
-        speed_blockers(baseline, current, baseline_hardware, current_hardware), force,
-    )
+    speed, notes_s = compare_speed(baseline, current, thresholds, family_size, seed,
+                                   speed_blockers(baseline, current, baseline_hardware, current_hardware), force)
     out.metrics = acceptance + speed
     out.notes += notes_a + notes_s
     out.status = case_status(out.metrics)
     return out
+
+
+def not_judged_reasons(comparison: dict[str, Any]) -> list[str]:
+    """Every reason a case (or a part of it) was not judged, each once."""
+    reasons: list[str] = []
+    for metric in comparison.get("metrics") or []:
+        if metric["status"] == NOT_COMPARABLE and metric.get("note"):
+            text = f"{metric['kind']}: {metric['note']}"
+            if text not in reasons:
+                reasons.append(text)
+    for note in comparison.get("notes") or []:
+        if note.startswith(("other workload", "not in the baseline", "ambiguous", "acceptance not applicable")) \
+                and note not in reasons:
+            reasons.append(note)
+    return reasons
 
 
 # --- words ----------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+
+from speedbench_plugin.record import Record
 
 
 def drafter_method(drafter_id: str) -> str:
@@ -27,12 +28,12 @@ def match_key(case_id: str, drafter_id: str | None, mode: str) -> str:
     return re.sub(pattern, f"{drafter_method(drafter_id)}*", case_id, count=1)
 
 
-def record_key(record: dict[str, Any], mode: str) -> str:
-    return match_key(str(record.get("case_id")), record.get("drafter_id"), mode)
+def record_key(record: Record, mode: str) -> str:
+    return match_key(record.case_id, record.case.drafter.id, mode)
 
 
-def index_by_key(records: Iterable[dict[str, Any]], mode: str) -> dict[str, list[dict[str, Any]]]:
-    index: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def index_by_key(records: Iterable[Record], mode: str) -> dict[str, list[Record]]:
+    index: dict[str, list[Record]] = defaultdict(list)
     for record in records:
         index[record_key(record, mode)].append(record)
     return dict(index)

@@ -1,39 +1,75 @@
 """pytest plugin of the regression gate: ``--speedbench-save-baseline`` and ``--speedbench-compare``.
 
 Every process loads the baseline itself (pytest-xdist workers judge the cases they run); the
-controller writes a new baseline from the collected records. A case's verdict is stored in its
-record (``record["comparison"]``), which travels with the test report to the controller, where
-the summary is printed.
+controller writes a new baseline from the final records. A case's verdict is a ``comparison``
+section of its record, which travels with the test report to the controller, where the summary
+is printed. Heavy imports (scipy, via the statistics) happen only when the gate is active.
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin.compare import baseline as bl
-from speedbench_plugin.compare import judge, stats
-from speedbench_plugin.compare.matching import index_by_key, match_key, record_key
 from speedbench_plugin.compare.settings import CompareSettings, add_options
+from speedbench_plugin.settings import NUM_REQUESTS, ROUNDS, SETTINGS_KEY
+
+if TYPE_CHECKING:
+    from speedbench_plugin.compare import baseline as bl
+    from speedbench_plugin.record import MeasuredRound, Record
 
 PLUGIN_NAME = "speedbench-compare"
+# The embedded CPU default runs 2 prompts per category: too few pairs for the acceptance statistics.
+GATE_PER_CATEGORY = 6
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+@pytest.hookimpl(trylast=True)  # after the lead plugin has stashed its Settings
 def pytest_configure(config: pytest.Config) -> None:
     settings = CompareSettings.from_config(config)
     if not settings.active:
         return
+    from speedbench_plugin.compare import baseline as bl
+
     baseline = None
     if settings.compare:
         try:
             baseline = bl.load(bl.resolve(settings.compare, config.rootpath, must_exist=True))
         except bl.BaselineError as exc:
             raise pytest.UsageError(f"--speedbench-compare: {exc}") from None
-    config.pluginmanager.register(ComparePlugin(config, settings, baseline), PLUGIN_NAME)
+    choice = judgeable_workload(config, settings)
+    config.pluginmanager.register(ComparePlugin(config, settings, baseline, choice), PLUGIN_NAME)
+
+
+def judgeable_workload(config: pytest.Config, settings: CompareSettings) -> list[str]:
+    """Where the user left the workload to the suite, choose one the gate can judge; never shrink
+    what the user asked for. Returns what was chosen and why, for the session header."""
+    lead = config.stash[SETTINGS_KEY]
+    changes: dict[str, Any] = {}
+    said = []
+    if ROUNDS.name not in lead.explicit and lead.rounds < settings.thresholds.min_rounds:
+        changes["rounds"] = settings.thresholds.min_rounds
+        said.append(f"{settings.thresholds.min_rounds} rounds per case (speed is judged only with "
+                    f"{settings.thresholds.min_rounds}+ rounds on both sides; --speedbench-rounds 1 judges acceptance only, "
+                    "faster)")
+    elif lead.rounds < settings.thresholds.min_rounds:
+        said.append(f"{lead.rounds} round(s) as asked: speed will not be judged (needs {settings.thresholds.min_rounds})")
+    embedded_sample = lead.model is None and lead.dataset is None
+    if NUM_REQUESTS.name not in lead.explicit and embedded_sample:
+        changes["min_per_category"] = GATE_PER_CATEGORY
+        said.append(f"{GATE_PER_CATEGORY} prompts per category (acceptance needs {settings.thresholds.min_pairs}+ paired "
+                    "requests per case; the embedded default runs 2)")
+    elif lead.num_requests is not None:
+        said.append(f"{lead.num_requests} requests as asked (acceptance needs {settings.thresholds.min_pairs}+ paired "
+                    "requests per case)")
+    if changes:
+        config.stash[SETTINGS_KEY] = dataclasses.replace(lead, **changes)
+    return said
 
 
 def _display(path: Any, config: pytest.Config) -> str:
@@ -44,13 +80,22 @@ def _display(path: Any, config: pytest.Config) -> str:
 
 
 class ComparePlugin:
-    def __init__(self, config: pytest.Config, settings: CompareSettings, baseline: bl.Baseline | None) -> None:
+    def __init__(self, config: pytest.Config, settings: CompareSettings, baseline: bl.Baseline | None,
+                 choice: list[str]) -> None:
+        from speedbench_plugin.compare.matching import index_by_key
+
         self.config = config
         self.settings = settings
         self.baseline = baseline
+        self.choice = choice
         self.index = index_by_key(baseline.cases.values(), settings.match) if baseline else {}
         self.family_size = max(1, len(self.index))  # refined once the session's cases are collected
         self.saved: tuple[str, int, list[str]] | None = None
+        self.nothing_judged = False
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        what = "compare against " + _display(self.baseline.path, config) if self.baseline else "save a baseline"
+        return [f"speedbench gate ({what}): " + ("; ".join(self.choice) if self.choice else "workload as given")]
 
     # --- per case (on whichever process runs it) ---
 
@@ -58,6 +103,8 @@ class ComparePlugin:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         if not self.index:
             return
+        from speedbench_plugin.compare.matching import match_key
+
         compared = 0
         for item in items:
             drafter = getattr(getattr(item, "callspec", None), "params", {}).get("sb_engine")
@@ -67,46 +114,55 @@ class ComparePlugin:
                 compared += 1
         self.family_size = max(1, compared)
 
-    def pytest_speedbench_check(self, config: pytest.Config, record: dict[str, Any]) -> list[str] | None:
+    def pytest_speedbench_update_record(self, config: pytest.Config, record: Record,
+                                        rounds: Sequence[MeasuredRound]) -> dict[str, Any] | None:
         if self.baseline is None:
             return None
+        from speedbench_plugin.compare import baseline as bl
+        from speedbench_plugin.compare import judge
+        from speedbench_plugin.compare.matching import record_key
+
         where = _display(self.baseline.path, config)
         candidates = self.index.get(record_key(record, self.settings.match), [])
         if len(candidates) != 1:
             reason = (
-                "not in the baseline" if not candidates
-                else f"ambiguous: {len(candidates)} baseline cases match ({', '.join(c['case_id'] for c in candidates)})"
+                f"not in the baseline (no case {record_key(record, self.settings.match)}"
+                + ("; a changed drafter needs --speedbench-compare-match drafter-method)" if self.settings.match == "id" else ")")
+                if not candidates
+                else f"ambiguous: {len(candidates)} baseline cases match ({', '.join(c.case_id for c in candidates)})"
             )
-            comparison = judge.CaseComparison(record["case_id"], None, where, judge.NOT_COMPARABLE, notes=[reason])
-            record["comparison"] = comparison.to_dict()
-            return None
+            comparison = judge.CaseComparison(record.case_id, None, where, judge.NOT_COMPARABLE, notes=[reason])
+            return {"comparison": comparison.to_dict()}
         comparison = judge.compare_case(
             record, candidates[0], baseline_path=where, thresholds=self.settings.thresholds,
             family_size=self.family_size, current_hardware=bl.hardware_fingerprint(),
             baseline_hardware=self.baseline.hardware, force=self.settings.force,
         )
-        # The record is the dict the report carries; the verdict rides along to the controller.
-        record["comparison"] = comparison.to_dict()
-        if comparison.status != judge.REGRESSED:
+        return {"comparison": comparison.to_dict()}
+
+    def pytest_speedbench_check(self, config: pytest.Config, record: Record) -> list[str] | None:
+        comparison = record.section("comparison")
+        if not comparison or comparison["status"] != "regressed":
             return None
-        return [failure_message(record["comparison"])]
+        return [failure_message(comparison)]
 
     # --- controller ---
 
-    def pytest_speedbench_records(self, config: pytest.Config, records: list[dict[str, Any]]) -> None:
+    def pytest_speedbench_records(self, config: pytest.Config, records: Sequence[Record]) -> None:
         if not self.settings.save_baseline:
             return
         from speedbench_plugin.cache import atomic_write_json
+        from speedbench_plugin.compare import baseline as bl
         from speedbench_plugin.reports import results_document
 
         target = bl.resolve(self.settings.save_baseline, config.rootpath, must_exist=False)
-        document = bl.baseline_document(records, results_document(records, config), _benchmark_stats(config))
+        document = bl.baseline_document(records, results_document(records), _benchmark_stats(config))
         atomic_write_json(target, document)
         warnings = []
-        failed = [r["case_id"] for r in records if r.get("outcome") == "failed"]
+        failed = [r.case_id for r in records if r.outcome == "failed"]
         if failed:
             warnings.append(f"{len(failed)} case(s) failed and were saved as measured: {', '.join(failed[:5])}")
-        few = sorted({r.get("rounds") for r in records if (r.get("rounds") or 0) < self.settings.thresholds.min_rounds})
+        few = sorted({r.case.rounds for r in records if r.case.rounds < self.settings.thresholds.min_rounds})
         if few:
             warnings.append(
                 f"rounds {', '.join(map(str, few))} < {self.settings.thresholds.min_rounds}: throughput and latency "
@@ -115,16 +171,35 @@ class ComparePlugin:
             )
         self.saved = (_display(target, config), len(records), warnings)
 
-    def pytest_speedbench_terminal_summary(self, config: pytest.Config, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+    def pytest_speedbench_terminal_summary(self, config: pytest.Config, records: Sequence[Record], terminalreporter: Any) -> None:
         if self.baseline is not None:
             terminalreporter.section("speedbench compare")
-            for line in summary_lines(records, self.baseline, self.index, self.settings, config):
+            lines = summary_lines(records, self.baseline, self.index, self.settings, config)
+            for line in lines:
                 terminalreporter.line(line)
+            comparisons = [r.section("comparison") for r in records if r.section("comparison")]
+            if comparisons and all(c["status"] == "not comparable" for c in comparisons):
+                self.nothing_judged = True
+                terminalreporter.line(
+                    "speedbench: warning: the comparison judged NOTHING: every case was not comparable (reasons above). "
+                    "Change what they name (rounds, prompts, the drafter or --speedbench-compare-match); "
+                    "--speedbench-compare-strict makes this an error.", yellow=True, bold=True)
         if self.saved is not None:
             path, count, warnings = self.saved
             terminalreporter.line(f"speedbench: baseline saved to {path} ({count} cases)")
             for warning in warnings:
                 terminalreporter.line(f"speedbench: warning: {warning}", yellow=True)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput") or self.baseline is None or not self.settings.strict:
+            return
+        reports = self.config.pluginmanager.getplugin("speedbench-reports")
+        records = reports.final_records() if reports is not None else []
+        comparisons = [r.section("comparison") for r in records if r.section("comparison")]
+        if not comparisons or all(c["status"] == "not comparable" for c in comparisons):
+            self.nothing_judged = True
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _benchmark_stats(config: pytest.Config) -> dict[str, dict[str, Any]]:
@@ -143,6 +218,8 @@ def _benchmark_stats(config: pytest.Config) -> dict[str, dict[str, Any]]:
 
 
 def failure_message(comparison: dict[str, Any]) -> str:
+    from speedbench_plugin.compare import judge
+
     lines = [f"speedbench compare: regressed against {comparison['baseline_path']}"
              + (f" (baseline case {comparison['baseline_case_id']})" if comparison["baseline_case_id"] != comparison["case_id"] else "")]
     lines += [f"  {note}" for note in comparison["notes"]]
@@ -154,6 +231,8 @@ def failure_message(comparison: dict[str, Any]) -> str:
 
 def _holm_borderline(comparisons: list[dict[str, Any]], alpha: float) -> list[tuple[str, str]]:
     """Metrics the session-wide Holm procedure would flag that the per-case bound did not."""
+    from speedbench_plugin.compare import judge, stats
+
     out = []
     for kind in ("acceptance", "speed"):
         tests = [
@@ -170,16 +249,20 @@ def _holm_borderline(comparisons: list[dict[str, Any]], alpha: float) -> list[tu
 def _named(comparison: dict[str, Any]) -> str:
     """The case id, and the baseline's when matching did not use the id."""
     other = comparison.get("baseline_case_id")
-    return comparison["case_id"] + (f" (vs {other})" if other and other != comparison["case_id"] else "")
+    case_id = str(comparison["case_id"])
+    return case_id + (f" (vs {other})" if other and other != case_id else "")
 
 
-def summary_lines(records: list[dict[str, Any]], baseline: bl.Baseline, index: dict[str, list[dict[str, Any]]],
+def summary_lines(records: Sequence[Record], baseline: bl.Baseline, index: dict[str, list[Record]],
                   settings: CompareSettings, config: pytest.Config) -> list[str]:
-    comparisons = [r["comparison"] for r in records if r.get("comparison")]
-    current_engines = sorted({f"{r.get('engine')} {r.get('engine_version')}" for r in records})
+    from speedbench_plugin.compare import judge
+    from speedbench_plugin.compare.matching import record_key
+
+    comparisons = [r.section("comparison") for r in records if r.section("comparison")]
+    current_engines = sorted({f"{r.case.engine} {r.case.engine_version}" for r in records})
     lines = [
         (f"baseline {_display(baseline.path, config)} (saved {baseline.created}, speedbench {baseline.speedbench_version}): "
-        f"engine {', '.join(baseline.engines)}; current: engine {', '.join(current_engines)}; match by {settings.match}")
+         f"engine {', '.join(baseline.engines)}; current: engine {', '.join(current_engines)}; match by {settings.match}")
     ]
     by_status: dict[str, list[dict[str, Any]]] = {status: [] for status in judge.STATUS_ORDER}
     for c in comparisons:
@@ -201,22 +284,18 @@ def summary_lines(records: list[dict[str, Any]], baseline: bl.Baseline, index: d
                 lines += [f"    {judge.describe_metric(m, c['confidence'])}" for m in c["metrics"]
                           if m["status"] != judge.NOT_COMPARABLE]
     for c in by_status[judge.NOT_COMPARABLE]:
-        reasons = c["notes"] or sorted({m.get("note") or "" for m in c["metrics"]})
-        lines.append(f"not comparable {c['case_id']}: {'; '.join(r for r in reasons if r)}")
+        # Every reason that applies, not only the first: pairs, rounds, fingerprint, drafter.
+        reasons = judge.not_judged_reasons(c) + [n for n in c["notes"] if n not in judge.not_judged_reasons(c)]
+        lines.append(f"not comparable {_named(c)}: {'; '.join(reasons) or 'no reason recorded'}")
     # Partial verdicts: acceptance judged, speed not (or the reverse), said once per reason.
     partial: dict[str, list[str]] = {}
     for c in comparisons:
         if c["status"] == judge.NOT_COMPARABLE:
             continue
-        for m in c["metrics"]:
-            if m["status"] == judge.NOT_COMPARABLE:
-                partial.setdefault(f"{m['kind']} not judged: {m.get('note')}", [])
-                if c["case_id"] not in partial[f"{m['kind']} not judged: {m.get('note')}"]:
-                    partial[f"{m['kind']} not judged: {m.get('note')}"].append(c["case_id"])
-        for note in c["notes"]:
-            partial.setdefault(note, [])
-            if c["case_id"] not in partial[note]:
-                partial[note].append(c["case_id"])
+        for reason in judge.not_judged_reasons(c) + list(c["notes"]):
+            cases = partial.setdefault(reason, [])
+            if c["case_id"] not in cases:
+                cases.append(c["case_id"])
     for reason, cases in partial.items():
         lines.append(f"note: {reason} [{len(cases)} case(s)]")
     for case_id, metric in _holm_borderline(comparisons, settings.thresholds.alpha):
@@ -230,3 +309,6 @@ def summary_lines(records: list[dict[str, Any]], baseline: bl.Baseline, index: d
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         lines.append(f"{len(missing)} baseline case(s) not run: {shown}")
     return lines
+
+
+__all__ = ["ComparePlugin", "failure_message", "summary_lines"]

@@ -219,7 +219,7 @@ def speed_shift(
     low, high = (np.quantile(rel, [tail, 1.0 - tail]) if rel.size else (math.nan, math.nan))
     return SpeedShift(
         float(np.median(base)), float(np.median(cur)), float(low), float(high), p_worse, p_better,
-        coefficient_of_variation(base), int(base.size), int(cur.size),
+        coefficient_of_variation(base.tolist()), int(base.size), int(cur.size),
     )
 
 

@@ -1,13 +1,13 @@
 """The sweep's questions answered from per-case records (pure functions: records in, tables out).
 
-Records are the lead's per-case records (``split == "throughput"``) with this package's additions
-under ``record["throughput"]`` (per-GPU TPS, reconstructed decode steps). A *family* is a drafter
-without its draft length (``ngram_k3`` → ``ngram``): the draft-length sweep varies k within one.
+Records are the final per-case records (``split == "throughput"``): every figure is read from them
+(speedups and the proxy speedup from the ``speedup_vs_none`` section, reconstructed decode steps
+from the ``throughput`` section), never re-derived. A *family* is a drafter without its draft
+length (``ngram_k3`` → ``ngram``): the draft-length sweep varies k within one.
 """
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,61 +15,58 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.metrics import per_position_from_histogram
+from speedbench_plugin.record import Record
 from speedbench_plugin.throughput import goodput, sssd
 from speedbench_plugin.throughput.dynamic import DynamicTableError, build_table
 
-DYNAMIC_OPTION = "dynamic"
 REAL_TIERS = ("low_entropy", "mixed", "high_entropy")
 RANDOM_TIER = "random"
 
 
-def family_of(drafter_id: str) -> str:
-    return re.sub(r"_k\d+", "", drafter_id)
-
-
-def is_dynamic(record: dict[str, Any]) -> bool:
-    return f"_{DYNAMIC_OPTION}" in str(record.get("drafter_id", ""))
+def family_of(drafter: DrafterSpec) -> str:
+    """The drafter without its draft length: ``ngram:k=3,min=2`` -> ``ngram_min2``."""
+    if not drafter.enabled:
+        return "none"
+    return "_".join([drafter.method] + [f"{key}{value}" for key, value in drafter.options]
+                    + (["custom"] if drafter.model else []))
 
 
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and value is not None else math.nan
 
 
-def cases_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per throughput case, with the speedup against ``none`` at the same cell and load,
-    and the paper's proxy speedup ``t_ar · AL / t_sd`` (t = median step latency)."""
+def throughput_records(records: Iterable[Record]) -> list[Record]:
+    return [r for r in records if r.case.split == "throughput"]
+
+
+def cases_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per throughput case, with its speedup against ``none`` at the same cell and load and
+    the paper's proxy speedup, both from the record's ``speedup_vs_none`` section."""
     rows = []
-    for r in records:
-        if r.get("split") != "throughput":
-            continue
-        extra = r.get("throughput") or {}
+    for r in throughput_records(records):
+        extra = r.section("throughput") or {}
+        gain = r.section("speedup_vs_none") or {}
         rows.append({
-            "case_id": r["case_id"], "engine": r.get("engine"), "bucket": r.get("bucket"), "tier": r.get("tier"),
-            "drafter_id": r.get("drafter_id"), "family": family_of(str(r.get("drafter_id"))), "k": r.get("k"),
-            "dynamic": is_dynamic(r), "concurrency": r.get("concurrency"), "num_requests": r.get("num_requests"),
-            "output_tokens": r.get("output_tokens"), "output_tps": _num(r.get("output_tps")),
-            "output_tps_per_gpu": _num(extra.get("output_tps_per_gpu")), "user_tps_median": _num(r.get("user_tps_median")),
-            "user_tps_p10": _num(r.get("user_tps_p10")), "user_tps_p90": _num(r.get("user_tps_p90")),
-            "ttft_median_s": _num(r.get("ttft_median_s")), "step_latency_p50_s": _num(r.get("step_latency_p50_s")),
-            "step_latency_p99_s": _num(r.get("step_latency_p99_s")), "acceptance_length": _num(r.get("acceptance_length")),
+            "case_id": r.case_id, "engine": r.case.engine, "bucket": r.case.bucket, "tier": r.case.tier,
+            "drafter_id": r.case.drafter.id, "drafter": str(r.case.drafter), "family": family_of(r.case.drafter),
+            "k": r.case.k, "dynamic": r.case.dynamic_table is not None, "concurrency": r.case.concurrency,
+            "num_requests": len(r.requests), "output_tokens": r.acceptance.output_tokens,
+            "output_tps": _num(r.speed.output_tps), "output_tps_per_gpu": _num(r.speed.output_tps_per_gpu),
+            "user_tps_median": _num(r.speed.user_tps_median), "user_tps_p10": _num(r.speed.user_tps_p10),
+            "user_tps_p90": _num(r.speed.user_tps_p90), "ttft_median_s": _num(r.speed.ttft_median_s),
+            "step_latency_p50_s": _num(r.speed.step_latency_p50_s), "step_latency_p99_s": _num(r.speed.step_latency_p99_s),
+            "acceptance_length": _num(r.acceptance.acceptance_length), "harness_efficiency": _num(r.speed.harness_efficiency),
+            "client_bound": r.speed.client_bound,
             "decode_goodput": _num(extra.get("decode_goodput")), "pure_decode_steps": extra.get("pure_decode_steps"),
+            "speedup_output_tps": _num(gain.get("output_tps")), "speedup_user_tps": _num(gain.get("user_tps")),
+            "proxy_speedup": _num(gain.get("proxy")),
         })
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    base = frame[frame["drafter_id"] == "none"].set_index(["engine", "bucket", "tier", "concurrency"])
-    keys = list(zip(frame["engine"], frame["bucket"], frame["tier"], frame["concurrency"]))
-
-    def base_value(column: str) -> list[float]:
-        return [base[column].get(key, math.nan) if key in base.index else math.nan for key in keys]
-
-    frame["speedup_output_tps"] = frame["output_tps"] / base_value("output_tps")
-    frame["speedup_user_tps"] = frame["user_tps_median"] / base_value("user_tps_median")
-    frame["proxy_speedup"] = np.asarray(base_value("step_latency_p50_s")) * frame["acceptance_length"] / frame["step_latency_p50_s"]
     frame["proxy_minus_user_speedup"] = frame["proxy_speedup"] - frame["speedup_user_tps"]
-    plain = frame["drafter_id"] == "none"
-    frame.loc[plain, ["speedup_output_tps", "speedup_user_tps", "proxy_speedup", "proxy_minus_user_speedup"]] = math.nan
     return frame.sort_values(["bucket", "tier", "family", "k", "concurrency"]).reset_index(drop=True)
 
 
@@ -111,6 +108,7 @@ class DraftLengthAnalysis:
     knee: sssd.Knee | None = None
     best_k_sssd: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    drafter: DrafterSpec | None = None  # one member of the family (any k)
 
     def choice_rows(self) -> list[dict[str, Any]]:
         """Per concurrency: the k each policy picks and the output TPS measured at that k."""
@@ -127,37 +125,38 @@ class DraftLengthAnalysis:
         return rows
 
 
-def _pooled_acceptance(records: Sequence[dict[str, Any]], k: int) -> tuple[list[float], float]:
+def _pooled_acceptance(records: Sequence[Record], k: int) -> tuple[list[float], float]:
     """Unconditional per-position acceptance over all decode steps of the k-draft cases, and the
     share of steps that drafted; from the engine's per-request counters where present (ground
-    truth), else from the stream's step histogram (one chunk per step assumed)."""
-    steps = sum(int(r.get("steps") or 0) for r in records)
-    counters = [((r.get("engine_counters") or {}).get("per_request")) for r in records]
-    if steps and all(c for c in counters):
+    truth), else from the record's step histogram (named by its ``histogram_source``)."""
+    steps = sum(r.acceptance.steps for r in records)
+    counters = [r.counters.per_request for r in records]
+    if steps and all(c is not None for c in counters):
         per_pos = np.zeros(k)
         drafts = 0
         for c in counters:
-            values = list(c["accepted_per_pos"])[:k]
+            assert c is not None
+            values = list(c.accepted_per_pos)[:k]
             per_pos[: len(values)] += values
-            drafts += int(c["num_drafts"])
+            drafts += int(c.num_drafts)
         return [float(v) for v in per_pos / steps], drafts / steps
     histogram = np.zeros(k + 1)
     for r in records:
-        h = list(r.get("step_histogram") or [])[: k + 1]
+        h = list(r.acceptance.step_histogram)[: k + 1]
         histogram[: len(h)] += h
     return per_position_from_histogram([int(v) for v in histogram]), 1.0
 
 
-def step_samples(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    rows = [s for r in records for s in ((r.get("throughput") or {}).get("decode_steps") or [])]
+def step_samples(records: Iterable[Record]) -> pd.DataFrame:
+    rows = [s for r in records for s in ((r.section("throughput") or {}).get("decode_steps") or [])]
     return pd.DataFrame(rows, columns=["batched_tokens", "context_tokens", "step_s", "tokens"])
 
 
 def draft_length_analyses(
-    records: Sequence[dict[str, Any]], profile: Sequence[dict[str, Any]] | None = None
+    records: Sequence[Record], profile: Sequence[dict[str, Any]] | None = None
 ) -> list[DraftLengthAnalysis]:
     """One analysis per (bucket, tier, family) that has at least one SD case and the ``none`` cases."""
-    throughput = [r for r in records if r.get("split") == "throughput" and not is_dynamic(r)]
+    throughput = [r for r in throughput_records(records) if r.case.dynamic_table is None]
     knee = None
     knee_note = None
     if profile:
@@ -167,38 +166,39 @@ def draft_length_analyses(
             knee_note = f"SSSD: {exc}"
     else:
         knee_note = "SSSD: no step profile in this session (it runs with the `none` drafter)"
-    families = sorted({family_of(r["drafter_id"]) for r in throughput if r.get("drafter_id") != "none"})
+    families = sorted({family_of(r.case.drafter) for r in throughput if r.case.drafter.enabled})
     out = []
     for family in families:
-        members = [r for r in throughput if r.get("drafter_id") == "none" or family_of(r["drafter_id"]) == family]
+        members = [r for r in throughput if not r.case.drafter.enabled or family_of(r.case.drafter) == family]
         model, fit_note = None, None
         samples = step_samples(members)
         try:
             model = goodput.fit_step_time(samples["batched_tokens"], samples["context_tokens"], samples["step_s"])
         except goodput.FitError as exc:
             fit_note = f"SmartSpec fit ({family}): {exc}"
-        cells = sorted({(r["bucket"], r["tier"]) for r in members if r.get("drafter_id") != "none"})
+        cells = sorted({(r.case.bucket or 0, r.case.tier or "") for r in members if r.case.drafter.enabled})
         for bucket, tier in cells:
-            cell = [r for r in members if (r["bucket"], r["tier"]) == (bucket, tier)]
+            cell = [r for r in members if (r.case.bucket, r.case.tier) == (bucket, tier)]
             measured = pd.DataFrame([
-                {"concurrency": int(r["concurrency"]), "k": int(r["k"]), "output_tps": _num(r.get("output_tps")),
-                 "decode_goodput": _num((r.get("throughput") or {}).get("decode_goodput"))}
+                {"concurrency": r.case.concurrency, "k": r.case.k, "output_tps": _num(r.speed.output_tps),
+                 "decode_goodput": _num((r.section("throughput") or {}).get("decode_goodput"))}
                 for r in cell
             ]).sort_values(["concurrency", "k"]).reset_index(drop=True)
             best = goodput.best_k(measured, "output_tps")
-            analysis = DraftLengthAnalysis(int(bucket), str(tier), family, measured, best, None)
+            analysis = DraftLengthAnalysis(int(bucket), str(tier), family, measured, best, None,
+                                           drafter=next(r.case.drafter for r in cell if r.case.drafter.enabled))
             try:
                 analysis.dynamic_table = build_table(best)
             except DynamicTableError as exc:
                 analysis.notes.append(f"dynamic table: {exc}")
-            sd = [r for r in cell if r["k"]]
-            k_max = max(int(r["k"]) for r in sd)
-            analysis.per_position, analysis.drafting_share = _pooled_acceptance([r for r in sd if r["k"] == k_max], k_max)
+            sd = [r for r in cell if r.case.k]
+            k_max = max(r.case.k for r in sd)
+            analysis.per_position, analysis.drafting_share = _pooled_acceptance([r for r in sd if r.case.k == k_max], k_max)
             concurrencies = sorted(set(measured["concurrency"]))
             ks = sorted(set(measured["k"]) - {0})
             if model is not None:
                 analysis.model = model
-                max_tokens = max(int(r.get("max_tokens") or 0) for r in cell)
+                max_tokens = max(r.case.max_tokens for r in cell)
                 predicted = goodput.predict_goodput(model, analysis.per_position, ks, concurrencies,
                                                     context_per_request=bucket + max_tokens / 2,
                                                     drafting_share=analysis.drafting_share)
@@ -227,8 +227,7 @@ def dynamic_validation(frame: pd.DataFrame) -> pd.DataFrame:
     for _, dyn in frame[frame["dynamic"]].iterrows():
         fixed = frame[(~frame["dynamic"]) & (frame["bucket"] == dyn["bucket"]) & (frame["tier"] == dyn["tier"])
                       & (frame["concurrency"] == dyn["concurrency"])
-                      & ((frame["family"] == family_of(dyn["drafter_id"]).replace(f"_{DYNAMIC_OPTION}1", ""))
-                         | (frame["drafter_id"] == "none"))]
+                      & ((frame["family"] == dyn["family"]) | (frame["drafter_id"] == "none"))]
         if fixed.empty:
             continue
         best = fixed.loc[fixed["output_tps"].idxmax()]

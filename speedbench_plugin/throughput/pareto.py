@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -48,10 +47,3 @@ def pareto_plots(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
             plt.close(fig)
             written.append(path)
     return written
-
-
-def plot_rows(records: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{key: r.get(key) for key in ("bucket", "tier", "drafter_id", "concurrency", "output_tps", "user_tps_median")}
-         for r in records if r.get("split") == "throughput"]
-    )

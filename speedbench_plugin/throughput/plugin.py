@@ -1,72 +1,95 @@
 """pytest plugin for the throughput benches: options, the draft-length expansion, bucket/tier
-parametrization, the throughput prompts fixture, and the sweep report.
+parametrization, the fixtures the benches call, the per-case ``throughput`` section, and the
+sweep report. Loaded through the ``speedbench_throughput`` pytest11 entry point.
 
-Loaded through the ``speedbench_throughput`` pytest11 entry point.
+The dynamic-SD table is validated in a second phase fed by a file the sweep wrote
+(``--speedbench-dynamic-table results/<run>/dynamic_tables.json``), so no test reads another
+test's results and the validation runs under pytest-xdist like any case.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin.options import Option
+from speedbench_plugin import options as o
+from speedbench_plugin.settings import SETTINGS_KEY
 
-# CPU-sized sweep; a GPU preset sweeps up to 512 (REFERENCE §3: SPEED-Bench batch 1–512).
-CPU_CONCURRENCY = (1, 2, 4, 8)
-GPU_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-DEFAULT_PER_CELL = 8  # prompts per (bucket, tier) case on CPU; --speedbench-num-requests overrides
+if TYPE_CHECKING:
+    from speedbench_plugin.drafters import DrafterSpec
+    from speedbench_plugin.record import MeasuredRound, Record
+    from speedbench_plugin.throughput.case import DynamicCase, ProfileRun, ThroughputCase
+
 DYNAMIC_TEST = "test_dynamic_table"
 PROFILE_TEST = "test_step_profile"
+DEFAULT_PER_CELL = 8  # prompts per (bucket, tier) case on CPU; --speedbench-num-requests overrides
 
-OPTIONS: tuple[Option, ...] = (
-    Option("speedbench-draft-lengths", "draft-length sweep: comma list of k, each SD drafter runs at every k", None),
-    Option("speedbench-buckets", "throughput input-length buckets in tokens, comma list (1k = 1024)", "1024"),
-    Option("speedbench-tiers", "throughput tiers: low_entropy, mixed, high_entropy, random (comma list)",
-           "low_entropy,mixed,high_entropy,random"),
-)
+
+def _tiers(raw: Any, name: str) -> tuple[str, ...]:
+    from speedbench_plugin.data import ALL_TIERS
+
+    tiers = o.words(raw, name) or ()
+    unknown = [t for t in tiers if t not in ALL_TIERS]
+    if unknown or not tiers:
+        raise pytest.UsageError(f"--{name}: unknown tier(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ALL_TIERS)}")
+    return tiers
+
+
+def _table_file(raw: Any, name: str) -> Path | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    path = Path(str(raw)).expanduser()
+    if path.is_dir():
+        path = path / "dynamic_tables.json"
+    if not path.is_file():
+        raise pytest.UsageError(f"--{name} {raw!r}: no such file (a throughput sweep with --speedbench-draft-lengths "
+                                "writes results/<run>/dynamic_tables.json)")
+    return path
+
+
+DRAFT_LENGTHS = o.Option("speedbench-draft-lengths", "draft-length sweep: comma list of k, each SD drafter runs at every k",
+                         kind=o.optional_positive_ints)
+BUCKETS = o.Option("speedbench-buckets", "throughput input-length buckets in tokens, comma list (1k = 1024)", "1024",
+                   kind=o.token_counts)
+TIERS = o.Option("speedbench-tiers", "throughput tiers: low_entropy, mixed, high_entropy, random (comma list)",
+                 "low_entropy,mixed,high_entropy,random", kind=_tiers)
+DYNAMIC_TABLE = o.Option("speedbench-dynamic-table",
+                         "validate the dynamic-SD tables a sweep emitted: its dynamic_tables.json (or its results folder)",
+                         kind=_table_file)
+OPTIONS = (DRAFT_LENGTHS, BUCKETS, TIERS, DYNAMIC_TABLE)
 
 THROUGHPUT_SETTINGS_KEY = pytest.StashKey["ThroughputSettings"]()
 
 
-def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("speedbench", "speedbench: speculative decoding benchmarks")
-    for option in OPTIONS:
-        group.addoption(f"--{option.name}", action="store", dest=option.dest, default=None, help=option.help)
-        parser.addini(option.dest, option.help + " (ini)", type="string")
+@dataclass(frozen=True)
+class DynamicEntry:
+    """One emitted table: which cell and drafter family it was measured for."""
+
+    bucket: int
+    tier: str
+    family: str
+    drafter: str  # the family's spec at its largest k, e.g. "ngram:k=4"
+    table: list[list[int]]
+    best_fixed: dict[str, dict[str, Any]]  # concurrency -> the sweep's best fixed k and its output TPS
+
+    @property
+    def id(self) -> str:
+        return f"b{self.bucket}-{self.tier}-{self.family}"
 
 
-def get(config: pytest.Config, name: str) -> Any:
-    """Command line, then ini, then default (as ``speedbench_plugin.options.get``)."""
-    option = next(o for o in OPTIONS if o.name == name)
-    value = config.getoption(option.dest)
-    if value is None:
-        value = config.getini(option.dest) or None
-    return option.default if value is None else value
-
-
-def parse_positive_ints(text: str, option: str, *, allow_k_suffix: bool = False) -> tuple[int, ...]:
-    """``"1,2,4"`` → (1, 2, 4); with ``allow_k_suffix``, ``"1k"`` = 1024. Errors name the option."""
-    values: list[int] = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        scale = 1
-        digits = part
-        if allow_k_suffix and part.lower().endswith("k"):
-            scale, digits = 1024, part[:-1]
-        try:
-            value = int(digits) * scale
-        except ValueError:
-            raise pytest.UsageError(f"--{option}: {part!r} is not a positive integer") from None
-        if value < 1:
-            raise pytest.UsageError(f"--{option}: {part!r} is not a positive integer")
-        if value not in values:
-            values.append(value)
-    if not values:
-        raise pytest.UsageError(f"--{option}: give at least one positive integer")
-    return tuple(values)
+def load_dynamic_entries(path: Path) -> list[DynamicEntry]:
+    try:
+        raw = json.loads(path.read_text())
+        return [DynamicEntry(int(e["bucket"]), str(e["tier"]), str(e["family"]), str(e["drafter"]),
+                             [list(map(int, row)) for row in e["table"]], dict(e.get("best_fixed") or {}))
+                for e in raw["tables"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise pytest.UsageError(f"--{DYNAMIC_TABLE.name} {path}: not a dynamic_tables.json written by a sweep ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -75,36 +98,25 @@ class ThroughputSettings:
     buckets: tuple[int, ...]
     tiers: tuple[str, ...]
     per_cell: int
-    tensor_parallel_size: int
+    dynamic: tuple[DynamicEntry, ...]
 
     @classmethod
-    def from_config(cls, config: pytest.Config, num_requests: int | None, engine_args: dict[str, Any]) -> ThroughputSettings:
-        from speedbench_plugin.data import ALL_TIERS
-
-        lengths = get(config, "speedbench-draft-lengths")
-        tiers = tuple(t.strip() for t in str(get(config, "speedbench-tiers")).split(",") if t.strip())
-        unknown = [t for t in tiers if t not in ALL_TIERS]
-        if unknown or not tiers:
-            raise pytest.UsageError(
-                f"--speedbench-tiers: unknown tier(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ALL_TIERS)}"
-            )
-        tp = engine_args.get("tensor_parallel_size", 1)
-        if not isinstance(tp, int) or tp < 1:
-            raise pytest.UsageError(f"--speedbench-engine-args tensor_parallel_size={tp!r}: not a positive integer")
+    def from_config(cls, config: pytest.Config, num_requests: int | None) -> ThroughputSettings:
+        table_file = o.value(config, DYNAMIC_TABLE)
         return cls(
-            draft_lengths=parse_positive_ints(lengths, "speedbench-draft-lengths") if lengths else None,
-            buckets=parse_positive_ints(get(config, "speedbench-buckets"), "speedbench-buckets", allow_k_suffix=True),
-            tiers=tiers,
+            draft_lengths=o.value(config, DRAFT_LENGTHS),
+            buckets=o.value(config, BUCKETS),
+            tiers=o.value(config, TIERS),
             per_cell=num_requests or DEFAULT_PER_CELL,
-            tensor_parallel_size=tp,
+            dynamic=tuple(load_dynamic_entries(table_file)) if table_file else (),
         )
 
 
-def expand_drafters(drafters: tuple[Any, ...], draft_lengths: tuple[int, ...] | None) -> tuple[Any, ...]:
+def expand_drafters(drafters: tuple[DrafterSpec, ...], draft_lengths: tuple[int, ...] | None) -> tuple[DrafterSpec, ...]:
     """Every SD drafter once per draft length (``none`` stays once); order kept, duplicates dropped."""
     if not draft_lengths:
         return drafters
-    expanded: list[Any] = []
+    expanded: list[DrafterSpec] = []
     for drafter in drafters:
         for variant in ([drafter] if not drafter.enabled else [drafter.with_k(k) for k in draft_lengths]):
             if variant.id not in {d.id for d in expanded}:
@@ -117,23 +129,20 @@ def throughput_settings(config: pytest.Config) -> ThroughputSettings:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
+    o.add_options(parser, OPTIONS)
 
 
 @pytest.hookimpl(trylast=True)  # after the lead plugin has stashed its Settings
 def pytest_configure(config: pytest.Config) -> None:
-    from speedbench_plugin.plugin import SETTINGS_KEY
     from speedbench_plugin.throughput.report import ThroughputReport
 
     settings = config.stash[SETTINGS_KEY]
-    tp_settings = ThroughputSettings.from_config(config, settings.num_requests, dict(settings.engine_args))
+    tp_settings = ThroughputSettings.from_config(config, settings.num_requests)
     config.stash[THROUGHPUT_SETTINGS_KEY] = tp_settings
-    changes: dict[str, Any] = {}
     if tp_settings.draft_lengths:
         # The lead plugin parametrizes sb_engine by Settings.drafters; the sweep widens that list.
-        changes["drafters"] = expand_drafters(settings.drafters, tp_settings.draft_lengths)
-    if changes:
-        config.stash[SETTINGS_KEY] = dataclasses.replace(settings, **changes)
+        config.stash[SETTINGS_KEY] = dataclasses.replace(
+            settings, drafters=expand_drafters(settings.drafters, tp_settings.draft_lengths))
     config.pluginmanager.register(ThroughputReport(config), "speedbench-throughput-report")
 
 
@@ -141,19 +150,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if THROUGHPUT_SETTINGS_KEY not in metafunc.config.stash:
         return
     tp = throughput_settings(metafunc.config)
+    if "tp_dynamic_entry" in metafunc.fixturenames:
+        metafunc.parametrize("tp_dynamic_entry", list(tp.dynamic), ids=[e.id for e in tp.dynamic])
+        return
     if "tp_bucket" in metafunc.fixturenames:
         metafunc.parametrize("tp_bucket", tp.buckets, ids=[f"b{b}" for b in tp.buckets])
     if "tp_tier" in metafunc.fixturenames:
         metafunc.parametrize("tp_tier", tp.tiers)
-    if "tp_family" in metafunc.fixturenames:
-        from speedbench_plugin.plugin import settings_of
-
-        families = {}
-        for drafter in settings_of(metafunc.config).drafters:
-            if drafter.enabled:
-                families.setdefault((drafter.method, drafter.model, drafter.options), drafter)
-        specs = list(families.values())
-        metafunc.parametrize("tp_family", specs, ids=[d.with_k(1).id.replace("_k1", "") for d in specs] or None)
 
 
 def _param(item: pytest.Item, name: str) -> Any:
@@ -163,21 +166,33 @@ def _param(item: pytest.Item, name: str) -> Any:
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by session-scoped parameters
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The step profile runs once, with the ``none`` drafter; the dynamic-table validation needs the
-    finished sweep, so it runs last, grouped by table so each engine starts once."""
-    profile_extra = [i for i in items if getattr(i, "originalname", "") == PROFILE_TEST
-                     and getattr(_param(i, "sb_engine"), "enabled", False)]
-    if profile_extra:
-        config.hook.pytest_deselected(items=profile_extra)
-        items[:] = [i for i in items if i not in profile_extra]
+    """The step profile runs once, with the ``none`` drafter; the dynamic-table validation is the
+    second phase: with ``--speedbench-dynamic-table`` only it runs, without it it does not."""
+    tp = throughput_settings(config)
+    drop = [i for i in items if getattr(i, "originalname", "") == PROFILE_TEST
+            and getattr(_param(i, "sb_engine"), "enabled", False)]
+    if tp.dynamic:
+        drop += [i for i in items if getattr(i, "originalname", "") != DYNAMIC_TEST and i.get_closest_marker("throughput")]
+    else:
+        drop += [i for i in items if getattr(i, "originalname", "") == DYNAMIC_TEST]
+    drop = list(dict.fromkeys(drop))
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i not in drop]
 
-    def order(item: pytest.Item) -> tuple:
-        if getattr(item, "originalname", "") != DYNAMIC_TEST:
-            return (0,)
-        family = _param(item, "tp_family")
-        return (1, getattr(family, "id", ""), _param(item, "tp_bucket") or 0, _param(item, "tp_tier") or "")
 
-    items.sort(key=order)
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    tp = throughput_settings(config)
+    if tp.dynamic:
+        return [(f"speedbench throughput: validating {len(tp.dynamic)} dynamic-SD table(s) from "
+                f"--{DYNAMIC_TABLE.name} (the sweep's own cases are not re-run)")]
+    if tp.draft_lengths:
+        return [("speedbench throughput: draft-length sweep; the emitted dynamic-SD tables are validated by a second run "
+                f"with --{DYNAMIC_TABLE.name} results/<run>/dynamic_tables.json (make throughput does both)")]
+    return None
+
+
+# --- fixtures the benches call ---------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -192,23 +207,55 @@ def tp_prompt_cache() -> dict[tuple[int, str], list[Any]]:
 
 @pytest.fixture
 def tp_prompts(tp_bucket: int, tp_tier: str, tp_settings: ThroughputSettings, sb_model: str, sb_settings: Any,
-               tp_prompt_cache: dict) -> list[Any]:
+               tp_prompt_cache: dict[tuple[int, str], list[Any]]) -> list[Any]:
     """Exact-length prompts for this (bucket, tier), built into the cache on first use: enough for
     ``per_cell`` and for the highest concurrency (a case never runs fewer prompts than its load)."""
-    from speedbench_plugin.data import DataUnavailable, load_throughput, plan_buckets
-    from speedbench_plugin.data.throughput import build_throughput
+    from speedbench_plugin.throughput.case import prompts_for
 
-    key = (tp_bucket, tp_tier)
-    if key not in tp_prompt_cache:
-        _, skipped = plan_buckets(sb_model, [tp_bucket], sb_settings.max_tokens)
-        if skipped:
-            pytest.skip(f"speedbench: {skipped[0].reason}")
-        wanted = max(tp_settings.per_cell, *sb_settings.concurrency)
-        try:
-            prompts = load_throughput(sb_model, [tp_bucket], [tp_tier], wanted, sb_settings.max_tokens)
-        except DataUnavailable as exc:
-            print(f"\nspeedbench: {exc}; building it now")
-            build_throughput(sb_model, buckets=[tp_bucket], per_cell=max(wanted, 32), progress=False)
-            prompts = load_throughput(sb_model, [tp_bucket], [tp_tier], wanted, sb_settings.max_tokens)
-        tp_prompt_cache[key] = prompts
-    return tp_prompt_cache[key]
+    return prompts_for(tp_prompt_cache, tp_bucket, tp_tier, tp_settings.per_cell, sb_model, sb_settings)
+
+
+@pytest.fixture
+def tp_case(sb_case: Any) -> ThroughputCase:
+    from speedbench_plugin.throughput.case import ThroughputCase
+
+    return ThroughputCase(sb_case)
+
+
+@pytest.fixture
+def tp_profile(request: pytest.FixtureRequest, sb_engine: Any, sb_tokenizer: Any) -> ProfileRun:
+    from speedbench_plugin.throughput.case import ProfileRun
+
+    return ProfileRun(request.node, sb_engine, sb_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tp_dynamic_engines() -> Iterator[dict[str, Any]]:
+    """At most one dynamic-table engine alive at a time, keyed by drafter and table."""
+    live: dict[str, Any] = {}
+    yield live
+    for host in live.values():
+        host.close()
+
+
+@pytest.fixture
+def tp_dynamic(request: pytest.FixtureRequest, benchmark: Any, sb_settings: Any, sb_model: str, sb_tokenizer: Any,
+               tp_dynamic_engines: dict[str, Any], tp_prompt_cache: dict[tuple[int, str], list[Any]],
+               tp_settings: ThroughputSettings) -> DynamicCase:
+    from speedbench_plugin.throughput.case import DynamicCase
+
+    return DynamicCase(request.node, benchmark, sb_settings, sb_model, sb_tokenizer, tp_dynamic_engines,
+                       tp_prompt_cache, tp_settings.per_cell)
+
+
+# --- the per-case section ---------------------------------------------------------------------
+
+
+def pytest_speedbench_update_record(config: pytest.Config, record: Record, rounds: Sequence[MeasuredRound]) -> dict[str, Any] | None:
+    """Decode steps rebuilt from the chunk timestamps of each round (see throughput/steps.py)."""
+    if record.case.split != "throughput":
+        return None
+    from speedbench_plugin.throughput.steps import throughput_section
+
+    return {"throughput": throughput_section(rounds, record.case.k)}
+

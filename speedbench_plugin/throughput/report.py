@@ -1,26 +1,31 @@
-"""The sweep report: tables for the terminal summary, CSV files and Pareto PNGs under ``results/``.
+"""The sweep report: tables for the terminal summary, CSV files, Pareto PNGs and the emitted
+dynamic-SD tables under the run's folder.
 
-``ThroughputReport`` is a class plugin: it collects records and step profiles as reports arrive
-(the dynamic-table validation reads them in-process), and implements the lead plugin's
-``pytest_speedbench_records`` (files) and ``pytest_speedbench_terminal_summary`` (tables).
+``ThroughputReport`` is a class plugin: it collects the step profile as reports arrive and
+implements the lead plugin's session hooks: ``pytest_speedbench_session_sections`` (a dynamic-table
+run against the sweep's best fixed k), ``pytest_speedbench_records`` (files) and
+``pytest_speedbench_terminal_summary`` (tables), all from the final records.
 """
 from __future__ import annotations
 
 import io
 import json
 import math
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from speedbench_plugin.reports import REPORT_PROPERTY
+from speedbench_plugin import metrics as m
+from speedbench_plugin.cache import atomic_write_json
+from speedbench_plugin.record import Record
+from speedbench_plugin.rundir import display, run_directory
 from speedbench_plugin.throughput import analysis
-from speedbench_plugin.throughput.pareto import pareto_plots, plot_rows
-
-PROFILE_PROPERTY = "speedbench_step_profile"
+from speedbench_plugin.throughput.case import PROFILE_PROPERTY
+from speedbench_plugin.throughput.dynamic import max_k
+from speedbench_plugin.throughput.pareto import pareto_plots
 
 
 def _fmt(value: Any, digits: int = 2, pct: bool = False, suffix: str = "") -> str:
@@ -111,51 +116,73 @@ def draft_length_report(item: analysis.DraftLengthAnalysis, width: int) -> str:
     return text + "".join(f"{line}\n" for line in lines)
 
 
-def validation_table(table: pd.DataFrame, width: int) -> str:
-    rows = [[f"{r['bucket']}/{r['tier']}", str(r["concurrency"]), _fmt(r["dynamic_tps"], 1), str(r["best_fixed"]),
-             _fmt(r["best_fixed_tps"], 1), _fmt(r["dynamic_vs_best_fixed"], pct=True)] for _, r in table.iterrows()]
-    return _table("vLLM dynamic SD table vs the best fixed k (output tok/s)",
-                  ["bucket/tier", "conc", "dynamic", "best fixed", "tok/s", "dynamic vs fixed"], rows, width)
+def validation_table(rows: Sequence[tuple[Record, dict[str, Any]]], width: int) -> str:
+    cells = [[r.case.label, str(r.case.concurrency), _fmt(r.speed.output_tps, 1), f"k={v['best_fixed_k']}",
+              _fmt(v["best_fixed_tps"], 1), _fmt(v["dynamic_vs_best_fixed"] - 1 if v["dynamic_vs_best_fixed"] else None, pct=True)]
+             for r, v in rows]
+    return _table("vLLM dynamic SD table vs the sweep's best fixed k (output tok/s; the fixed k ran in the sweep's session)",
+                  ["bucket/tier", "conc", "dynamic", "best fixed", "tok/s", "dynamic vs fixed"], cells, width)
+
+
+def dynamic_entries(items: Sequence[analysis.DraftLengthAnalysis]) -> list[dict[str, Any]]:
+    """The emitted tables, with the sweep's best fixed k per concurrency to validate against."""
+    out = []
+    for item in items:
+        if not item.dynamic_table or item.drafter is None:
+            continue
+        best = {str(r["concurrency"]): {"k": r["best_k_measured"], "output_tps": r["tps_best"]} for r in item.choice_rows()}
+        out.append({"bucket": item.bucket, "tier": item.tier, "family": item.family,
+                    "drafter": str(item.drafter.with_k(max(1, max_k(item.dynamic_table)))),
+                    "table": [list(e) for e in item.dynamic_table], "best_fixed": best})
+    return out
 
 
 class ThroughputReport:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.records: list[dict[str, Any]] = []
         self.profiles: list[dict[str, Any]] = []
         self.written: list[Path] = []
-        self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-
-    @property
-    def results_dir(self) -> Path:
-        # One folder per run, so a run's CSVs and PNGs never mix with an earlier run's.
-        return Path(self.config.rootpath) / "results" / f"{self._stamp}-throughput"
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
         for name, value in report.user_properties:
-            if name == REPORT_PROPERTY and isinstance(value, dict) and value.get("split") == "throughput":
-                self.records.append(value)
-            elif name == PROFILE_PROPERTY and isinstance(value, list):
+            if name == PROFILE_PROPERTY and isinstance(value, list):
                 self.profiles = value
 
-    def analyses(self, records: list[dict[str, Any]]) -> list[analysis.DraftLengthAnalysis]:
-        return analysis.draft_length_analyses(records, self.profiles)
+    def pytest_speedbench_session_sections(self, config: pytest.Config, records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+        """A run with a dynamic table against the best fixed k the sweep measured at its concurrency."""
+        from speedbench_plugin.throughput.plugin import throughput_settings
 
-    def pytest_speedbench_records(self, config: pytest.Config, records: list[dict[str, Any]]) -> None:
+        entries: dict[tuple[int | None, str | None, str], Any] = {
+            (e.bucket, e.tier, e.family): e for e in throughput_settings(config).dynamic}
+        out: dict[str, dict[str, Any]] = {}
+        for record in analysis.throughput_records(records):
+            if record.case.dynamic_table is None:
+                continue
+            entry = entries.get((record.case.bucket, record.case.tier, analysis.family_of(record.case.drafter)))
+            best = (entry.best_fixed if entry else {}).get(str(record.case.concurrency))
+            if not best:
+                continue
+            out[record.case_id] = {"dynamic_validation": {
+                "best_fixed_k": best["k"], "best_fixed_tps": best["output_tps"],
+                "dynamic_vs_best_fixed": m.speedup(record.speed.output_tps, best["output_tps"]),
+                "note": "the best fixed k was measured by the sweep, in an earlier session",
+            }}
+        return out
+
+    def pytest_speedbench_records(self, config: pytest.Config, records: Sequence[Record]) -> None:
         frame = analysis.cases_frame(records)
         if frame.empty:
             return
-        out = self.results_dir
-        out.mkdir(parents=True, exist_ok=True)
+        out = run_directory(config)
         frame.to_csv(out / "throughput_cases.csv", index=False)
         self.written = [out / "throughput_cases.csv"]
         rvr = analysis.random_vs_real(frame)
         if not rvr.empty:
             rvr.to_csv(out / "throughput_random_vs_real.csv", index=False)
             self.written.append(out / "throughput_random_vs_real.csv")
-        items = self.analyses(records)
+        items = analysis.draft_length_analyses(records, self.profiles)
         if items:
             pd.concat([i.measured.assign(bucket=i.bucket, tier=i.tier, family=i.family) for i in items]).to_csv(
                 out / "throughput_goodput.csv", index=False)
@@ -163,25 +190,30 @@ class ThroughputReport:
                            "dynamic_table": json.dumps(i.dynamic_table)} for i in items for row in i.choice_rows()]
                          ).to_csv(out / "throughput_best_k.csv", index=False)
             self.written += [out / "throughput_goodput.csv", out / "throughput_best_k.csv"]
+            entries = dynamic_entries(items)
+            if entries:
+                atomic_write_json(out / "dynamic_tables.json", {"tables": entries})
+                self.written.append(out / "dynamic_tables.json")
         if self.profiles:
             pd.DataFrame(self.profiles).to_csv(out / "throughput_step_profile.csv", index=False)
             self.written.append(out / "throughput_step_profile.csv")
-        self.written += pareto_plots(plot_rows(records), out)
+        self.written += pareto_plots(frame[~frame["dynamic"]], out)
 
-    def pytest_speedbench_terminal_summary(self, config: pytest.Config, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+    def pytest_speedbench_terminal_summary(self, config: pytest.Config, records: Sequence[Record], terminalreporter: Any) -> None:
         frame = analysis.cases_frame(records)
         if frame.empty:
             return
         width = max(terminalreporter._tw.fullwidth, 160)
         write = terminalreporter.write
-        write(sweep_table(frame[~frame["dynamic"]], width))
+        if (~frame["dynamic"]).any():
+            write(sweep_table(frame[~frame["dynamic"]], width))
         rvr = analysis.random_vs_real(frame)
         if not rvr.empty:
             write(random_table(rvr, width))
-        for item in self.analyses(records):
+        for item in analysis.draft_length_analyses(records, self.profiles):
             write(draft_length_report(item, width))
-        validation = analysis.dynamic_validation(frame)
-        if not validation.empty:
+        validation = [(r, r.section("dynamic_validation")) for r in records if r.section("dynamic_validation")]
+        if validation:
             write(validation_table(validation, width))
         if self.written:
-            write(f"throughput results: {', '.join(str(p.relative_to(self.config.rootpath)) if p.is_relative_to(self.config.rootpath) else str(p) for p in self.written)}\n")
+            write(f"throughput results: {', '.join(display(p, config) for p in self.written)}\n")

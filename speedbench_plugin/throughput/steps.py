@@ -20,36 +20,17 @@ step time. What this approximates, and how it stays honest:
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from speedbench_plugin.engines.base import Engine, StreamResult
+from speedbench_plugin.engines.base import StreamResult
+from speedbench_plugin.record import MeasuredRound
 
 STEP_COLUMNS = ("t", "step_s", "requests", "batched_tokens", "context_tokens", "tokens", "pure_decode")
-
-
-@contextlib.contextmanager
-def tap_streams(engine: Engine) -> Iterator[list[StreamResult]]:
-    """Collect every StreamResult the engine returns while the block runs (the record keeps only
-    summaries; the step reconstruction needs the chunk timestamps)."""
-    seen: list[StreamResult] = []
-    original = engine.generate
-
-    async def generate(prompt_ids: Sequence[int], sampling: Any, request_id: str) -> StreamResult:
-        result = await original(prompt_ids, sampling, request_id)
-        seen.append(result)
-        return result
-
-    engine.generate = generate  # type: ignore[method-assign]  # instance attribute shadows the method
-    try:
-        yield seen
-    finally:
-        del engine.generate
 
 
 def _drafted_per_step(stream: StreamResult, k: int) -> float:
@@ -76,7 +57,7 @@ def reconstruct_steps(streams: Sequence[StreamResult], k: int, gap_fraction: flo
     events.sort()
     gaps = [b.t - a.t for s in good for a, b in zip(s.chunks, s.chunks[1:])]
     threshold = gap_fraction * float(np.median(gaps)) if gaps else 0.0
-    clusters: list[list[tuple]] = [[events[0]]]
+    clusters: list[list[tuple[float, int, int, int, int]]] = [[events[0]]]
     for event in events[1:]:
         current = clusters[-1]
         if event[0] - current[-1][0] > threshold or any(e[1] == event[1] for e in current):
@@ -115,3 +96,23 @@ def decode_goodput(steps: pd.DataFrame) -> float:
     pure = steps[steps["pure_decode"]] if len(steps) else steps
     total = float(pure["step_s"].sum()) if len(pure) else 0.0
     return float(pure["tokens"].sum()) / total if total > 0 else float("nan")
+
+
+def throughput_section(rounds: Sequence[MeasuredRound], k: int) -> dict[str, Any]:
+    """The ``throughput`` section of a case's record: the decode steps rebuilt per round, for the
+    SmartSpec fit, and the measured goodput over the pure decode steps."""
+    frames, infos = [], []
+    for measured in rounds:
+        frame, info = reconstruct_steps(measured.streams, k)
+        frames.append(frame)
+        infos.append(info)
+    steps = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
+        pd.DataFrame(columns=STEP_COLUMNS)
+    pure = steps[steps["pure_decode"].astype(bool)] if len(steps) else steps
+    return {
+        "decode_goodput": decode_goodput(steps) if len(steps) else None,
+        "steps_reconstructed": len(steps),
+        "pure_decode_steps": len(pure),
+        "split_clusters": sum(i.get("split_clusters", 0) for i in infos),
+        "decode_steps": pure[["batched_tokens", "context_tokens", "step_s", "tokens"]].to_dict("records") if len(pure) else [],
+    }
