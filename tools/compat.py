@@ -132,9 +132,10 @@ def install(version: str, venv: Path) -> dict[str, Any]:
     python = venv / "bin" / "python"
     if isinstance(info, dict) and python.exists():
         log(f"reusing {venv}")
-        if info.get("repo") != str(REPO):  # the editable install points at another checkout
+        # Another checkout, or new entry points: refresh the editable install (not its dependencies).
+        if info.get("repo") != str(REPO) or info.get("pyproject_sha256") != _pyproject_sha():
             run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(REPO)])
-            info["repo"] = str(REPO)
+            info.update(repo=str(REPO), pyproject_sha256=_pyproject_sha())
             write_json(stamp, info)
         return info
     t0 = time.time()
@@ -172,6 +173,7 @@ def install(version: str, venv: Path) -> dict[str, Any]:
         "transformers_installed": _dist_version(python, "transformers"),
         "pip_check": (check.stdout or "").strip().splitlines(),
         "install_seconds": round(time.time() - t0),
+        "pyproject_sha256": _pyproject_sha(),
     }
     write_json(stamp, info)
     return info
@@ -185,6 +187,12 @@ def native_import_error(python: Path) -> str | None:
         return None
     lines = [line for line in (out.stdout or "").splitlines() if "Error" in line]
     return (lines[-1] if lines else (out.stdout or "")[-300:]).strip()
+
+
+def _pyproject_sha() -> str:
+    import hashlib
+
+    return hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
 
 
 def _dist_version(python: Path, name: str) -> str | None:
