@@ -56,19 +56,29 @@ def test_matrix_reads_old_and_new_records(tmp_path):
                      fidelity={"available": True, "rel_diff": -0.0123, "verdict": "within the end-cut bound"},
                      merges={"merged_chunks": 2}),
              _record("draft:k=3", outcome="failed")]
+    # the record as it is now (schema 2): case, engine, acceptance and fidelity per counter source
+    new = {"extra_info": {"speedbench": {
+        "outcome": "passed", "case": {"drafter": "eagle3:k=3,model=/e", "max_tokens": 32},
+        "engine": {"per_step_record": True}, "acceptance": {"merged_chunks": 1, "histogram_source": "engine:x"},
+        "fidelity": {"per_request": {"counter_source": "vllm:per_request", "rel_diff": 0.0, "verdict": "exact"},
+                     "global": {"counter_source": "vllm:get_metrics", "rel_diff": 0.0, "verdict": "exact"}}}}}
+    bench.append(new)
     _write_version(tmp_path, "0.26.0", bench, caps, {"torch_installed": "2.11.0", "torch_how": "from PyPI (...)"})
     _write_version(tmp_path, "0.9.2", None, {}, {"error": "pip found no torch==2.6.0+cpu"})
     text = compat.matrix(tmp_path)
     rows = [line for line in text.splitlines() if line.startswith("| 0.")]
     assert rows[0].startswith("| 0.9.2 | no: pip found no torch")  # versions sort numerically
     row = rows[1].split(" | ")
-    assert row[1:6] == ["yes", "2.11.0 (PyPI)", "vllm:get_metrics", "no", "none, self-draft, ngram:k=3"]
+    assert row[1:6] == ["yes", "2.11.0 (PyPI)", "vllm:get_metrics", "no", "none, self-draft, eagle3:k=3,model=/e, ngram:k=3"]
     assert row[6] == "1 passed, 1 failed, 1 errors, 1 skipped"
     assert row[7] == "-1.23% (within the end-cut bound)"
     assert "test_b: assert 1 == 2" in row[8]
     assert "- 0.26.0: no per-request SD metrics (vLLM >= 0.29.0): ..." in text
     summary = json.loads((tmp_path / "0.26.0" / "summary.json").read_text())
     assert summary["bench"]["drafters"]["draft:k=3,model=/m"]["merged_chunks"] == 2
+    eagle = summary["bench"]["drafters"]["eagle3:k=3,model=/e"]
+    assert eagle["counter_sources"] == ["vllm:get_metrics", "vllm:per_request"] and eagle["per_step_record"] == [True]
+    assert eagle["merged_chunks"] == 1 and [f["verdict"] for f in eagle["fidelity"]] == ["exact", "exact"]
 
 
 @pytest.mark.slow

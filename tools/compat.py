@@ -313,35 +313,46 @@ def _get(record: dict[str, Any], *path: str) -> Any:
     return node
 
 
+def _fidelity_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fidelity checks of one record: the schema-1 single dict, or one per counter source."""
+    fid = record.get("fidelity") or {}
+    checks = [fid] if "available" in fid or "rel_diff" in fid else [c for c in fid.values() if isinstance(c, dict)]
+    keys = ("counter_source", "rel_diff", "verdict", "end_cut_bound", "gap", "accepted_cut_at_end", "merged_chunks")
+    return [{key: c.get(key) for key in keys if key in c} for c in checks if c.get("available", True)]
+
+
 def bench_summary(path: Path) -> dict[str, Any]:
-    """Per drafter: counter source, fidelity, merges; read defensively (the record evolves)."""
+    """Per drafter: counter sources, fidelity, merges; read defensively (older and newer records)."""
     document = read_json(path)
     if not isinstance(document, dict):
         return {"available": False}
     drafters: dict[str, dict[str, Any]] = {}
     for bench in document.get("benchmarks") or []:
         record = _get(bench, "extra_info", "speedbench") or {}
-        name = str(record.get("drafter") or record.get("drafter_id") or "?")
+        case = record.get("case") if isinstance(record.get("case"), dict) else record
+        name = str(case.get("drafter") or case.get("drafter_id") or "?")
         row = drafters.setdefault(name, {"cases": 0, "passed": 0, "counter_sources": set(), "fidelity": [],
-                                         "merged_chunks": 0, "per_step_record": set(), "acceptance_length": []})
+                                         "merged_chunks": 0, "per_step_record": set(), "acceptance_length": [],
+                                         "histogram_sources": set()})
         row["cases"] += 1
         row["passed"] += record.get("outcome") == "passed"
-        source = record.get("counter_source")
-        if source:
-            row["counter_sources"].add(str(source))
-        fid = record.get("fidelity") or {}
-        if fid.get("available"):
-            row["fidelity"].append({key: fid.get(key) for key in ("rel_diff", "verdict", "end_cut_bound", "within_bound",
-                                                                  "accepted_cut_at_end", "counter_source") if key in fid})
-        row["merged_chunks"] += int(_get(record, "merges", "merged_chunks") or record.get("merged_chunks") or 0)
-        per_step = record.get("per_step_record", _get(record, "engine_info", "per_step_record"))
+        checks = _fidelity_rows(record)
+        row["fidelity"] += checks
+        sources = {c.get("counter_source") for c in checks} | {record.get("counter_source")}
+        row["counter_sources"] |= {str(s) for s in sources if s}
+        acceptance = record.get("acceptance") if isinstance(record.get("acceptance"), dict) else record
+        row["merged_chunks"] += int(acceptance.get("merged_chunks") or _get(record, "merges", "merged_chunks") or 0)
+        if acceptance.get("histogram_source"):
+            row["histogram_sources"].add(str(acceptance["histogram_source"]))
+        per_step = _get(record, "engine", "per_step_record") if isinstance(record.get("engine"), dict) else None
+        per_step = record.get("per_step_record", per_step)
         if per_step is not None:
             row["per_step_record"].add(bool(per_step))
-        if record.get("acceptance_length") is not None:
-            row["acceptance_length"].append(record["acceptance_length"])
+        if acceptance.get("acceptance_length") is not None:
+            row["acceptance_length"].append(acceptance["acceptance_length"])
     for row in drafters.values():
-        row["counter_sources"] = sorted(row["counter_sources"])
-        row["per_step_record"] = sorted(row["per_step_record"])
+        for key in ("counter_sources", "per_step_record", "histogram_sources"):
+            row[key] = sorted(row[key])
     return {"available": True, "drafters": drafters}
 
 
@@ -358,6 +369,11 @@ def summarise(version: str, out: Path, venv: Path) -> dict[str, Any]:
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _is_self_draft(drafter: str) -> bool:
+    """The bench's self-draft: a draft model given by path (the target itself)."""
+    return drafter.startswith("draft:") and "model=" in drafter
 
 
 def _version_key(name: str) -> tuple[int, ...]:
@@ -401,9 +417,9 @@ def matrix(results: Path) -> str:
         if install.get("error"):
             lines.append(f"| {folder.name} | no: {install['error'][:200]} | | | | | | | |")
             continue
-        ran = [("self-draft" if "model=" in name else name) for name, row in sorted(bench.items(), key=lambda i: (i[0] != "none", i[0]))
+        ran = [("self-draft" if _is_self_draft(name) else name) for name, row in sorted(bench.items(), key=lambda i: (i[0] != "none", i[0]))
                if row.get("passed")]
-        self_draft = [row for name, row in bench.items() if "model=" in name]
+        self_draft = [row for name, row in bench.items() if _is_self_draft(name)]
         failures = list(tests.get("failures") or []) + list((s.get("bench_tests") or {}).get("failures") or [])
         test_text = (f"{tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
                      f"{tests.get('errors', 0)} errors, {tests.get('skipped', 0)} skipped") if tests.get("available") else "not run"
@@ -421,8 +437,9 @@ def matrix(results: Path) -> str:
     lines += ["", "Bench output tokens per request, per version (the default changed from 48 to 32 to fit the runs in time):", ""]
     for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
         document = read_json(folder / "bench.json")
-        tokens = sorted({_get(b, "extra_info", "speedbench", "max_tokens") for b in (document or {}).get("benchmarks") or []}
-                        - {None})
+        benches = (document or {}).get("benchmarks") or []
+        tokens = sorted({_get(b, "extra_info", "speedbench", "max_tokens") or _get(b, "extra_info", "speedbench", "case", "max_tokens")
+                         for b in benches} - {None})
         if tokens:
             lines.append(f"- {folder.name}: {', '.join(map(str, tokens))}")
     lines += ["", "How torch was installed per version:", ""]
@@ -508,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
         record_samples(results, Path(args.record_samples))
         return 0
     if args.matrix_only:
+        for folder in (p for p in results.iterdir() if (p / "install.json").exists()):
+            previous = read_json(folder / "summary.json") or {}
+            summarise(folder.name, folder, Path(previous.get("venv") or args.venv_root))  # from the raw files
         write_matrix(results)
         return 0
     if args.here:
