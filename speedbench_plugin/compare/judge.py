@@ -173,10 +173,19 @@ SPEED_METRICS = (
 # --- fingerprints ---------------------------------------------------------------------------
 
 
+def gpu_share(devices: str | None) -> str | None:
+    """How many GPUs the case's engine had: under xdist which worker (and so which GPUs of a
+    machine) runs a case changes from run to run, so the ids themselves are not compared."""
+    if devices is None:
+        return None
+    count = len([d for d in devices.split(",") if d.strip()])
+    return f"{count} GPU{'s' if count != 1 else ''}"
+
+
 def _case_facts(record: Record) -> dict[str, Any]:
     case = record.case
     return {"model_sha": case.model_sha, "drafter": str(case.drafter), "k": case.k, "concurrency": case.concurrency,
-            "devices": case.devices, "max_tokens": case.max_tokens, "temperature": case.temperature}
+            "devices": gpu_share(case.devices), "max_tokens": case.max_tokens, "temperature": case.temperature}
 
 
 def _differences(base: dict[str, Any], cur: dict[str, Any], keys: Sequence[str]) -> list[str]:
@@ -358,6 +367,8 @@ def compare_case(
         out.notes.append(f"drafter {b.drafter} (baseline) -> {c.drafter} (current)")
     if c.model_sha != b.model_sha:
         out.notes.append(f"model differs: sha {b.model_sha[:12]} (baseline) -> {c.model_sha[:12]} (current)")
+    if c.devices != b.devices and gpu_share(c.devices) == gpu_share(b.devices):
+        out.notes.append(f"devices {b.devices} (baseline) -> {c.devices} (current): as many GPUs, speed compared")
     blockers = workload_blockers(baseline, current)
     if blockers:
         out.notes.append("other workload: " + "; ".join(blockers))
