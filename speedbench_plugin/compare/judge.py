@@ -336,11 +336,19 @@ def compare_speed(base: Record, cur: Record, t: Thresholds, family_size: int, se
     return results, notes
 
 
+# What a user gains from: tokens per step and the speed figures. AR and the per-position rates
+# explain AL; a drafter that drafts less often scores a higher AR with a lower AL, so a rise in
+# them alone does not make a case "improved" (any significant drop still makes it "regressed").
+HEADLINE = frozenset({"AL", *(m.name for m in SPEED_METRICS)})
+SIDE_GAINS_NOTE = "AR or per-position rates improved but AL did not: not counted as an improvement"
+
+
 def case_status(metrics: list[MetricResult]) -> str:
     statuses = {m.status for m in metrics}
-    for status in (REGRESSED, IMPROVED):
-        if status in statuses:
-            return status
+    if REGRESSED in statuses:
+        return REGRESSED
+    if any(m.status == IMPROVED and m.metric in HEADLINE for m in metrics):
+        return IMPROVED
     compared = statuses - {NOT_COMPARABLE}
     if not compared:
         return NOT_COMPARABLE
@@ -380,6 +388,8 @@ def compare_case(
     out.metrics = acceptance + speed
     out.notes += notes_a + notes_s
     out.status = case_status(out.metrics)
+    if out.status != IMPROVED and any(m.status == IMPROVED for m in out.metrics):
+        out.notes.append(SIDE_GAINS_NOTE)
     return out
 
 
