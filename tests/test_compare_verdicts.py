@@ -39,3 +39,12 @@ def test_the_failure_names_al_whatever_it_did() -> None:
     lines = failure_message(comparison).splitlines()
     assert [line.split(":")[0].strip() for line in lines[1:]] == ["UNCHANGED AL 1.320 -> 1.130", "IMPROVED AR 0.250 -> 0.690",
                                                                   "REGRESSED pp[0] 0.150 -> 0.050"]
+
+
+def test_the_note_goes_only_where_a_side_gain_was_set_aside() -> None:
+    side = [_metric("AL", judge.UNCHANGED, 1.41, 1.28), _metric("AR", judge.IMPROVED, 0.26, 0.89)]
+    assert judge.side_gains_only(judge.case_status(side), side)
+    regressed = [*side, _metric("pp[0]", judge.REGRESSED, 0.15, 0.05)]
+    assert not judge.side_gains_only(judge.case_status(regressed), regressed)
+    plain = [_metric("AL", judge.UNCHANGED, 1.41, 1.40)]
+    assert not judge.side_gains_only(judge.case_status(plain), plain)

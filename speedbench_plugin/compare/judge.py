@@ -343,6 +343,11 @@ HEADLINE = frozenset({"AL", *(m.name for m in SPEED_METRICS)})
 SIDE_GAINS_NOTE = "AR or per-position rates improved but AL did not: not counted as an improvement"
 
 
+def side_gains_only(status: str, metrics: list[MetricResult]) -> bool:
+    """A case that passes unchanged although AR or a per-position rate rose significantly."""
+    return status in (UNCHANGED, IDENTICAL) and any(m.status == IMPROVED for m in metrics)
+
+
 def case_status(metrics: list[MetricResult]) -> str:
     statuses = {m.status for m in metrics}
     if REGRESSED in statuses:
@@ -388,7 +393,7 @@ def compare_case(
     out.metrics = acceptance + speed
     out.notes += notes_a + notes_s
     out.status = case_status(out.metrics)
-    if out.status != IMPROVED and any(m.status == IMPROVED for m in out.metrics):
+    if side_gains_only(out.status, out.metrics):
         out.notes.append(SIDE_GAINS_NOTE)
     return out
 
