@@ -251,12 +251,11 @@ def coder_pair() -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m speedbench_plugin.pairs", description=__doc__)
     parser.add_argument("--env", action="store_true",
-                        help="print shell exports of SPEEDBENCH_PAIR_DRAFT/TARGET (the preset's variables)")
+                        help="print a shell export of SPEEDBENCH_MODELS, the folder the preset reads both models from")
     args = parser.parse_args(argv)
     draft, target = coder_pair()
     if args.env:
-        print(f"export SPEEDBENCH_PAIR_DRAFT={shlex.quote(str(draft))}")
-        print(f"export SPEEDBENCH_PAIR_TARGET={shlex.quote(str(target))}")
+        print(f"export SPEEDBENCH_MODELS={shlex.quote(str(target.parent))}")
     else:
         print(f"draft:  {draft}\ntarget: {target}")
 
