@@ -7,9 +7,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from recordkit import make_record
 
 from speedbench_plugin import vocab as v
 from speedbench_plugin.analyses import vocab_pruning as vp
+from speedbench_plugin.record import Record, RequestRow
 
 
 def test_kept_set_is_specials_plus_most_frequent_with_ties_by_id():
@@ -84,32 +86,31 @@ def test_record_section_for_a_pruned_drafter(tiny_model_dir):
     inside, outside = int(kept.kept[-1]), int(np.flatnonzero(~kept.mask)[0])
     stream = SimpleNamespace(output_ids=[inside, inside, outside, inside])
     rounds = [SimpleNamespace(streams=[stream]), SimpleNamespace(streams=[stream])]
-    case = SimpleNamespace(drafter=f"draft:k=3,model={tiny_model_dir},vocab=100", model=tiny_model_dir)
-    section = pytest_speedbench_update_record(config=None, case=case, rounds=rounds)["draft_vocabulary"]
+    record = make_record(f"draft:k=3,model={tiny_model_dir},vocab=100", category="coding", model=tiny_model_dir)
+    section = pytest_speedbench_update_record(config=None, record=record, rounds=rounds)["draft_vocabulary"]
     assert section["out_of_vocabulary"] == {"output_tokens": 8, "outside_tokens": 2, "outside_share": 0.25}
     assert section["vocab"] == 100 and section["kept_sha256"] == kept.kept_sha256
-    full = SimpleNamespace(drafter=f"draft:k=3,model={tiny_model_dir}", model=tiny_model_dir)
-    assert pytest_speedbench_update_record(config=None, case=full, rounds=rounds) is None
+    full = make_record(f"draft:k=3,model={tiny_model_dir}", category="coding", model=tiny_model_dir)
+    assert pytest_speedbench_update_record(config=None, record=full, rounds=rounds) is None
 
 
 # --- the session-end analysis: pure functions of records --------------------------------------
 
-def _record(category: str, n: int | None, al: float, share: float | None, target: str = "/m/t") -> dict:
-    drafter = f"draft:k=3,model={target}" + (f",vocab={n}" if n else "")
-    record = {"category": category, "drafter": drafter, "model": target, "acceptance_length": al,
-              "num_requests": 3, "output_tokens": 192}
-    if n:
-        record["draft_vocabulary"] = {"corpus": {"name": "python-docs-rst", "sha256": "c" * 64},
-                                      "out_of_vocabulary": {"outside_share": share}}
-    return record
+def _record(category: str, n: int | None, al: float, share: float | None, target: str = "/m/t",
+            drafter_model: str | None = None) -> Record:
+    drafter = f"draft:k=3,model={drafter_model or target}" + (f",vocab={n}" if n else "")
+    sections = {"draft_vocabulary": {"corpus": {"name": "python-docs-rst", "sha256": "c" * 64},
+                                     "out_of_vocabulary": {"outside_share": share}}} if n else {}
+    rows = tuple(RequestRow(f"q{i}", 0, 0, None, 10, 64) for i in range(3))
+    return make_record(drafter, category=category, model=target, al=al, sections=sections, requests=rows, max_tokens=192)
 
 
 RECORDS = [
     _record("coding", 4096, 3.8, 0.01), _record("coding", 32000, 4.0, 0.0), _record("coding", None, 4.0, None),
     _record("multilingual", 4096, 1.6, 0.55), _record("multilingual", 32000, 3.1, 0.2),
     _record("multilingual", None, 3.9, None),
-    {"category": "coding", "drafter": "ngram:k=3", "model": "/m/t", "acceptance_length": 1.5},  # not a self-draft
-    _record("coding", 4096, 2.0, 0.1, target="/m/t") | {"drafter": "draft:k=3,model=/m/other,vocab=4096"},
+    make_record("ngram:k=3", category="coding", model="/m/t", al=1.5),  # not a self-draft
+    _record("coding", 4096, 2.0, 0.1, target="/m/t", drafter_model="/m/other"),
 ]
 
 

@@ -9,11 +9,13 @@ as an entry point: ``speedbench_vocab = "speedbench_plugin.analyses.vocab_plugin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from speedbench_plugin.record import MeasuredRound, Record
 
 PATHS_KEY = pytest.StashKey[dict[str, Path]]()
 
@@ -33,28 +35,22 @@ def draft_vocabulary_section(drafter: str, model: str, outputs: Sequence[Sequenc
                                  "out_of_vocabulary": out_of_vocab_share(outputs, vocabulary.mask)}}
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_speedbench_update_record(config: pytest.Config, case: Any, rounds: Sequence[Any]) -> dict[str, Any] | None:
+def pytest_speedbench_update_record(config: pytest.Config, record: Record, rounds: Sequence[MeasuredRound]) -> dict[str, Any] | None:
     outputs = [stream.output_ids for round_ in rounds for stream in round_.streams]
-    return draft_vocabulary_section(str(case.drafter), str(case.model), outputs)
+    return draft_vocabulary_section(str(record.case.drafter), record.case.model, outputs)
 
 
-def results_folder(config: pytest.Config) -> Path:
-    """Beside ``--speedbench-json`` when given, else ``<rootdir>/results``."""
-    from speedbench_plugin.plugin import settings_of
+def pytest_speedbench_records(config: pytest.Config, records: Sequence[Record]) -> None:
+    from speedbench_plugin.analyses.vocab_pruning import pruning_frame, write_outputs
+    from speedbench_plugin.rundir import run_directory
 
-    target = settings_of(config).results_json
-    return Path(target).parent if target else config.rootpath / "results"
-
-
-def pytest_speedbench_records(config: pytest.Config, records: list[dict[str, Any]]) -> None:
-    from speedbench_plugin.analyses.vocab_pruning import write_outputs
-
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    config.stash[PATHS_KEY] = write_outputs(records, results_folder(config), f"{stamp}-vocab-pruning")
+    if pruning_frame(records).empty:
+        return
+    out = run_directory(config)
+    config.stash[PATHS_KEY] = write_outputs(records, out, "vocab_pruning")
 
 
-def pytest_speedbench_terminal_summary(config: pytest.Config, records: list[dict[str, Any]], terminalreporter: Any) -> None:
+def pytest_speedbench_terminal_summary(config: pytest.Config, records: Sequence[Record], terminalreporter: Any) -> None:
     from speedbench_plugin.analyses.vocab_pruning import losses, markdown_table, pruning_frame
 
     frame = pruning_frame(records)

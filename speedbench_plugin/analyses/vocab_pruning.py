@@ -9,6 +9,11 @@ table, a CSV and a category x N heatmap, all pure functions of those records.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from speedbench_plugin.record import Record
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,28 +42,29 @@ def is_self_draft(drafter: Any, target: str) -> bool:
     return self_draft_vocab(str(drafter), target) is not None
 
 
-def pruning_frame(records: Sequence[dict[str, Any]]):
+def pruning_frame(records: Sequence[Record]):
     """One row per (category, N) from the self-draft qualitative records; empty when there are none."""
     import pandas as pd
 
     rows = []
     for record in records:
-        n = self_draft_vocab(str(record.get("drafter", "")), str(record.get("model", "")))
-        if n is None or record.get("category") is None:
+        case = record.case
+        n = self_draft_vocab(str(case.drafter), case.model)
+        if n is None or case.category is None:
             continue
-        section = record.get("draft_vocabulary") or {}
+        section = record.section("draft_vocabulary") or {}
         oov = section.get("out_of_vocabulary") or {}
         corpus = section.get("corpus") or {}
         rows.append({
-            "category": record["category"],
+            "category": case.category,
             "vocab": str(n),
             "vocab_size": float("inf") if n == FULL else n,
-            "acceptance_length": record.get("acceptance_length"),
+            "acceptance_length": record.acceptance.acceptance_length,
             # Full vocabulary: nothing is outside by definition.
             "outside_share": 0.0 if n == FULL else oov.get("outside_share"),
-            "requests": record.get("num_requests"),
-            "output_tokens": record.get("output_tokens"),
-            "drafter": record.get("drafter"),
+            "requests": len(record.requests),
+            "output_tokens": record.acceptance.output_tokens,
+            "drafter": str(case.drafter),
             "corpus": corpus.get("name"),
             "corpus_sha256": corpus.get("sha256"),
         })
@@ -154,7 +160,7 @@ def heatmap_png(frame, title: str = "AL with the target as its own drafter, by k
     return buffer.getvalue()
 
 
-def write_outputs(records: Sequence[dict[str, Any]], folder: str | Path, stem: str) -> dict[str, Path]:
+def write_outputs(records: Sequence[Record], folder: str | Path, stem: str) -> dict[str, Path]:
     """CSV, Markdown table and PNG heatmap under ``folder``; nothing when no record qualifies."""
     frame = pruning_frame(records)
     if frame.empty:

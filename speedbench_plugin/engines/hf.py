@@ -45,6 +45,7 @@ from speedbench_plugin.engines.base import (
     EngineError,
     Sampling,
     SpecCounts,
+    StepRecord,
     StreamResult,
 )
 
@@ -338,6 +339,7 @@ class HFEngine(Engine):
                 )
             result.spec = recorder.counts()
             result.spec_raw = {"per_step_drafted": list(recorder.drafted), "per_step_accepted": list(recorder.accepted)}
+            result.steps = StepRecord(tuple(recorder.accepted), tuple(recorder.drafted), SOURCE)
             self._totals.append(result.spec)
         return result
 
