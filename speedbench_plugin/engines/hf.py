@@ -41,6 +41,7 @@ from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines.base import (
     Chunk,
     Engine,
+    EngineCapabilities,
     EngineConfig,
     EngineError,
     Sampling,
@@ -353,6 +354,12 @@ class HFEngine(Engine):
         if not self.config.drafter.enabled:
             return None
         return SpecCounts.total(self._totals, SOURCE)
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        drafting = self.config.drafter.enabled
+        return EngineCapabilities(counter_sources=(SOURCE,) if drafting else (), per_step_record=drafting,
+                                  missing=("batch size 1: requests queue for the single slot",))
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
