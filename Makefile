@@ -130,3 +130,16 @@ draft-pair: data
 		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-draft-pair.json $(BENCH_ARGS)
 
 .PHONY: vocab-pruning draft-pair
+
+# Issue 15's benchmark: how much of the engine the suite measures, per output mode, with the tiny
+# random model on vLLM-CPU at concurrency 8, 64 and 256 (each case's record carries the measured
+# and ceiling TPS, the harness efficiency and the client's CPU per output).
+CLIENT_COST_ARGS := -m throughput -k "test_throughput and random" -p no:cacheprovider --speedbench-drafter none \
+	--speedbench-concurrency 8,64,256 --speedbench-tiers random --speedbench-buckets 128 --speedbench-max-tokens 64 \
+	--speedbench-ceiling on --speedbench-progress off
+.PHONY: client-cost
+client-cost: data
+	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
+		--speedbench-run-dir results/client-cost/stream
+	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
+		--speedbench-engine-args stream_interval=16 --speedbench-run-dir results/client-cost/coalesced16

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -144,7 +145,9 @@ class CaseRunner:
         prompts = [r.prompt_ids for r in measured[0].requests if r.prompt_ids is not None] if measured else []
         if not prompts:
             return None
-        return self.target.host.run(engine.ceiling(prompts, sampling, concurrency))
+        cpu = time.process_time()
+        run = self.target.host.run(engine.ceiling(prompts, sampling, concurrency))
+        return dataclasses.replace(run, cpu_s=time.process_time() - cpu) if run is not None else None
 
     def run(
         self,

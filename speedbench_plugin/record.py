@@ -209,6 +209,7 @@ class Speed:
     client_cpu_us_per_output: float | None
     engine_ceiling_tps: float | None = None
     engine_ceiling_path: str | None = None  # what ran for the ceiling, or why there is none
+    ceiling_cpu_us_per_output: float | None = None  # the same process's CPU per output on that path
     harness_efficiency: float | None = None
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
@@ -464,6 +465,9 @@ def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], ste
         client_cpu_us_per_output=_num(client_us),
         engine_ceiling_tps=_num(ceiling_tps),
         engine_ceiling_path=ceiling.path if isinstance(ceiling, CeilingRun) else ceiling,
+        # The ceiling ran one round's prompts: per output of one round.
+        ceiling_cpu_us_per_output=_num(m.client_cpu_us_per_output(ceiling.cpu_s, outputs // max(1, len(rounds))))
+        if isinstance(ceiling, CeilingRun) else None,
         harness_efficiency=_num(efficiency),
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
