@@ -450,6 +450,12 @@ def matrix(results: Path) -> str:
             if install.get("here") else None)
         if how:
             lines.append(f"- {folder.name}: {how}")
+    notes = [(folder.name, (folder / "notes.md").read_text().strip())
+             for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name))
+             if (folder / "notes.md").exists()]
+    if notes:
+        lines += ["", "Root causes read from the run logs (results/compat/<version>/notes.md):", ""]
+        lines += [f"- {name}: {text}" for name, text in notes]
     lines += ["", "Missing capabilities per version (what the engine found absent, and what it costs):", ""]
     for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
         caps = (read_json(folder / "summary.json") or {}).get("capabilities") or {}
