@@ -430,14 +430,16 @@ def _fidelity(streams: Sequence[StreamResult], k: int, counters: Counters) -> di
     return out
 
 
-def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], steps: int,
+def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], steps: int, k: int,
            tensor_parallel_size: int, policy: ClientBoundPolicy, ceiling: CeilingRun | str | None) -> Speed:
     round_tps = [m.output_tps(r.streams) for r in rounds]
     output_tps = m.median(round_tps)
     ceiling_tps = ceiling.tps if isinstance(ceiling, CeilingRun) else math.nan
     efficiency = m.harness_efficiency(output_tps, ceiling_tps)
     cpu = [r.cpu_s for r in rounds]
-    outputs = len(streams) + steps  # one output per request for its prefill, one per decode step
+    # One engine output per request for its prefill and one per decode step: the engine's steps where
+    # it recorded them, else the fewest steps the chunks can have come from (exact without a drafter).
+    outputs = len(streams) + max(steps, sum(m.fewest_steps(s, k) for s in streams))
     client_us = m.client_cpu_us_per_output(sum(c for c in cpu if c is not None), outputs) if all(
         c is not None for c in cpu) else math.nan
     reasons = []
@@ -525,7 +527,7 @@ def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[Meas
         case=case,
         engine=dict(engine),
         acceptance=acceptance,
-        speed=_speed(rounds, streams, acceptance.steps, tensor_parallel_size, policy or ClientBoundPolicy(), ceiling),
+        speed=_speed(rounds, streams, acceptance.steps, k, tensor_parallel_size, policy or ClientBoundPolicy(), ceiling),
         counters=counters,
         fidelity=_fidelity(streams, k, counters),
         errors=errors,
