@@ -140,6 +140,7 @@ CLIENT_COST_ARGS := -m throughput -k "test_throughput and random" -p no:cachepro
 .PHONY: client-cost
 client-cost: data
 	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
-		--speedbench-run-dir results/client-cost/stream
+		--speedbench-run-dir results/client-cost/stream --speedbench-json results/client-cost/stream.json
 	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
-		--speedbench-engine-args stream_interval=16 --speedbench-run-dir results/client-cost/coalesced16
+		--speedbench-engine-args stream_interval=16 --speedbench-run-dir results/client-cost/coalesced16 \
+		--speedbench-json results/client-cost/coalesced16.json
