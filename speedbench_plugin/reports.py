@@ -78,7 +78,7 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
     ordered = sorted(records, key=lambda r: (r.case.split, r.case.label, r.case.drafter.id, r.case.concurrency))
     for r in ordered:
         gain = (r.section("speedup_vs_none") or {}).get("output_tps")
-        efficiency = _fmt(r.speed.harness_efficiency) + (" CLIENT-BOUND" if r.speed.client_bound else "")
+        efficiency = _fmt(r.speed.harness_efficiency) + (" client-bound" if r.speed.client_bound else "")
         table.add_row(
             r.case.label, r.case.drafter.id, str(r.case.concurrency), str(len(r.requests)),
             _al_cell(r), _fmt(r.acceptance.acceptance_length_drafting_steps), _fmt(r.acceptance.acceptance_rate),
@@ -104,6 +104,11 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
     if gaps:
         notes.append(f"GAP: stream and counters disagree beyond what end cuts and merges explain in {len(gaps)} case(s) "
                      f"({', '.join(r.case_id for r in gaps[:3])}); --speedbench-strict-fidelity fails them")
+    bound = [r for r in ordered if r.speed.client_bound]
+    if bound:
+        notes.append(f"CLIENT-BOUND: in {len(bound)} case(s) ({', '.join(r.case_id for r in bound[:3])}) the streamed figures "
+                     "fell behind the engine's own path: they measure the client, and the gate does not judge their speed. "
+                     "See README \"Measuring the engine, not the client\".")
     return buffer.getvalue() + "".join(f"{note}\n" for note in notes)
 
 
