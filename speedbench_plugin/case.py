@@ -171,7 +171,8 @@ class CaseRunner:
                 snapshots.append(host.counters(timeout=settings.engine_check_timeout))
             except Exception as exc:  # noqa: BLE001 - counters are optional: the requests are still measured
                 snapshots.append(None)
-                snapshot_notes.append(f"counters unavailable: reading them failed: {type(exc).__name__}: {exc}")
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no message)"
+                snapshot_notes.append(f"counters unavailable: reading them failed: {why}")
 
         def one_round() -> None:
             bar = _progress_bar(settings, total_requests, f"{self.item.name} round {len(results) + 1}/{rounds}")

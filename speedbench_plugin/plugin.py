@@ -186,10 +186,13 @@ def sb_case(request: pytest.FixtureRequest, benchmark: Any, sb_engine: EngineUnd
     from speedbench_plugin.supervisor import EngineDown
 
     if sb_engine.supervisor is not None:
+        down = None
         try:
             sb_engine.host = sb_engine.supervisor.ensure_up()
         except EngineDown as exc:
-            pytest.fail(f"{exc}", pytrace=False)
+            down = str(exc)
+        if down is not None:  # failed outside the handler: the reason alone, not a chain of exceptions
+            pytest.fail(down, pytrace=False)
     return CaseRunner(request.node, benchmark, sb_engine)
 
 

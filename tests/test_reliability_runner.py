@@ -94,7 +94,7 @@ def test_a_blocked_event_loop_is_noticed(host_for: Any) -> None:
     host.start()
 
     async def blocks() -> None:
-        time.sleep(4)  # a synchronous call inside an async engine
+        time.sleep(4)  # noqa: ASYNC251 - the fault: a synchronous call inside an async engine
 
     started = time.monotonic()
     with pytest.raises(EngineHung, match="event loop has not run"):

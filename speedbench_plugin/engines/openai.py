@@ -324,10 +324,11 @@ class OpenAIEngine(Engine):
                 raise StreamError(f"{url}: server error mid-stream after {result.output_tokens} tokens: {message}", result)
             for choice in obj.get("choices") or []:
                 ids = choice.get("token_ids")
-                if ids is None and choice.get("text"):
+                if ids is None:  # with return_token_ids every choice has them: tokens would go uncounted
                     raise StreamError(
-                        f"{url} streams text without token ids; speedbench needs `return_token_ids` "
-                        "(vLLM >= 0.10.2) to measure tokens exactly",
+                        f"{url} streams a chunk without token ids after {result.output_tokens} tokens of request "
+                        f"{result.request_id}; speedbench needs `return_token_ids` (vLLM >= 0.10.2) to measure "
+                        "tokens exactly",
                         result,
                     )
                 if ids:
