@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from realservers import NGRAM, end_group, pytest_process, vllm_server, wait_for
 
 pytest.importorskip("vllm")
