@@ -49,7 +49,8 @@ docs:
 bench: data
 	mkdir -p results
 	$(PY) -m pytest benches -m qualitative -p no:cacheprovider \
-		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-qualitative.json $(BENCH_ARGS)
+		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-qualitative.json \
+		--speedbench-report run $(BENCH_ARGS)
 
 throughput: data
 	mkdir -p results

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from speedbench_plugin import redaction
-from speedbench_plugin.engines.base import Sampling, SpecCounts
+from speedbench_plugin.engines.base import CeilingRun, Sampling, SpecCounts
 from speedbench_plugin.record import CaseKey, ClientBoundPolicy, MeasuredRound, Record, build_record
 from speedbench_plugin.runner import (
     CANCEL_GRACE_S,
@@ -202,6 +202,25 @@ class CaseRunner:
             measured.append(dataclasses.replace(result, counters=delta, counters_note="; ".join(dict.fromkeys(notes)) or None))
         return measured
 
+    def ceiling(self, split: str, measured: Sequence[MeasuredRound], sampling: Sampling,
+                concurrency: int) -> CeilingRun | str | None:
+        """The engine's own non-streaming run of the first round's prompts (after the timed rounds,
+        outside pytest-benchmark's timing), or why there is none."""
+        mode = self.target.settings.ceiling
+        if mode == "off" or (mode == "auto" and split != "throughput"):
+            return None
+        engine = self.target.host.engine
+        if not engine.capabilities.ceiling:
+            return f"{engine.name}: no non-streaming path to measure a ceiling with"
+        prompts = [r.prompt_ids for r in measured[0].requests if r.prompt_ids is not None] if measured else []
+        if not prompts:
+            return None
+        try:
+            return self.target.host.run(engine.ceiling(prompts, sampling, concurrency),
+                                        what=f"case {self.item.name}: the ceiling run", **host_limits(self.target.settings))
+        except Exception as exc:  # noqa: BLE001 - the measured rounds stand without a ceiling
+            return f"{engine.name}: the ceiling run failed: {type(exc).__name__}: {exc}"
+
     def run(
         self,
         items: Sequence[WorkItem],
@@ -228,7 +247,8 @@ class CaseRunner:
         case = self._case_key(split, labels, concurrency, sampling, rounds, drafter or self.target.drafter, dynamic_table)
         record = build_record(case, self.target.host.engine.describe(), measured,
                               tensor_parallel_size=settings.tensor_parallel_size,
-                              policy=ClientBoundPolicy(settings.client_bound_efficiency))
+                              policy=ClientBoundPolicy(settings.client_bound_efficiency),
+                              ceiling=self.ceiling(split, measured, sampling, concurrency))
         check = self._check_engine() if record.errors else None
         if check is not None:
             record = record.with_sections({"engine_check": check})

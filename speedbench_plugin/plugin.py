@@ -33,7 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = Settings.from_config(config)
     config.stash[SETTINGS_KEY] = settings
     redaction.register_endpoint(settings.endpoint)
-    config.pluginmanager.register(ReportsPlugin(config), "speedbench-reports")
+    reports = ReportsPlugin(config)
+    if not hasattr(config, "workerinput"):
+        reports.check_writable()
+    config.pluginmanager.register(reports, "speedbench-reports")
 
 
 @pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]

@@ -21,7 +21,7 @@ from typing import Any
 from speedbench_plugin import metrics as m
 from speedbench_plugin.cache import nan_to_none
 from speedbench_plugin.drafters import DrafterSpec
-from speedbench_plugin.engines.base import SpecCounts, StreamResult
+from speedbench_plugin.engines.base import CeilingRun, SpecCounts, StreamResult
 
 SCHEMA_VERSION = 2
 
@@ -208,7 +208,7 @@ class Speed:
     wall_time_s_rounds: list[float]
     client_cpu_us_per_output: float | None
     engine_ceiling_tps: float | None = None
-    engine_ceiling_tps_rounds: list[float | None] = field(default_factory=list)
+    engine_ceiling_path: str | None = None  # what ran for the ceiling, or why there is none
     harness_efficiency: float | None = None
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
@@ -328,6 +328,7 @@ class MeasuredRequest:
     round: int
     prompt_sha256: str | None
     stream: StreamResult
+    prompt_ids: tuple[int, ...] | None = field(default=None, repr=False)  # kept in memory only
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,6 @@ class MeasuredRound:
     t_end: float
     cpu_s: float | None  # the benchmark process's CPU time during the round
     counters: SpecCounts | None  # the engine's cumulative counters' delta over the round
-    ceiling_tps: float | None = None  # the engine's own non-streaming path on the same prompts
     counters_note: str | None = None  # why ``counters`` is None, when reading them failed
 
     @property
@@ -432,12 +432,11 @@ def _fidelity(streams: Sequence[StreamResult], k: int, counters: Counters) -> di
 
 
 def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], steps: int,
-           tensor_parallel_size: int, policy: ClientBoundPolicy) -> Speed:
+           tensor_parallel_size: int, policy: ClientBoundPolicy, ceiling: CeilingRun | str | None) -> Speed:
     round_tps = [m.output_tps(r.streams) for r in rounds]
     output_tps = m.median(round_tps)
-    ceilings = [r.ceiling_tps for r in rounds]
-    ceiling = m.median(ceilings) if any(c is not None for c in ceilings) else math.nan
-    efficiency = m.harness_efficiency(output_tps, ceiling)
+    ceiling_tps = ceiling.tps if isinstance(ceiling, CeilingRun) else math.nan
+    efficiency = m.harness_efficiency(output_tps, ceiling_tps)
     cpu = [r.cpu_s for r in rounds]
     outputs = len(streams) + steps  # one output per request for its prefill, one per decode step
     client_us = m.client_cpu_us_per_output(sum(c for c in cpu if c is not None), outputs) if all(
@@ -465,8 +464,8 @@ def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], ste
         step_latency_p99_s=_num(m.percentile(step_latency, 99)),
         wall_time_s_rounds=[r.t_end - r.t_start for r in rounds],
         client_cpu_us_per_output=_num(client_us),
-        engine_ceiling_tps=_num(ceiling),
-        engine_ceiling_tps_rounds=_nums([math.nan if c is None else c for c in ceilings]),
+        engine_ceiling_tps=_num(ceiling_tps),
+        engine_ceiling_path=ceiling.path if isinstance(ceiling, CeilingRun) else ceiling,
         harness_efficiency=_num(efficiency),
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
@@ -505,8 +504,10 @@ def _request_row(request: MeasuredRequest, k: int, histogram: list[int] | None) 
 
 
 def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[MeasuredRound], *,
-                 tensor_parallel_size: int = 1, policy: ClientBoundPolicy | None = None) -> Record:
-    """The case's record, from its measured rounds. The only place a record is made."""
+                 tensor_parallel_size: int = 1, policy: ClientBoundPolicy | None = None,
+                 ceiling: CeilingRun | str | None = None) -> Record:
+    """The case's record, from its measured rounds (and the engine's own run of the same prompts,
+    or why there is none). The only place a record is made."""
     k = case.k
     streams = [s for r in rounds for s in r.streams]
     counters = _counters(rounds, streams, k)
@@ -522,7 +523,7 @@ def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[Meas
         case=case,
         engine=dict(engine),
         acceptance=acceptance,
-        speed=_speed(rounds, streams, acceptance.steps, tensor_parallel_size, policy or ClientBoundPolicy()),
+        speed=_speed(rounds, streams, acceptance.steps, tensor_parallel_size, policy or ClientBoundPolicy(), ceiling),
         counters=counters,
         fidelity=_fidelity(streams, k, counters),
         errors=errors,

@@ -25,7 +25,7 @@ import pytest
 
 from speedbench_plugin import __version__
 from speedbench_plugin import options as o
-from speedbench_plugin.cache import atomic_write_json
+from speedbench_plugin.cache import ResultsWriteError, atomic_write_json, ensure_writable
 from speedbench_plugin.journal import (
     JOURNAL_NAME,
     JournalContents,
@@ -323,6 +323,24 @@ class ReportsPlugin:
         output_json["partial_reason"] = self.partial_reason()
         self._benchmark_json_written = True
 
+    def check_writable(self) -> None:
+        """Fail now, not after hours of benchmarking, when a results file cannot be written."""
+        for path in self._targets():
+            try:
+                ensure_writable(path)
+            except ResultsWriteError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def _targets(self) -> list[Path]:
+        targets = []
+        if settings_of(self.config).results_json:
+            targets.append(Path(str(settings_of(self.config).results_json)))
+        benchmark_json = getattr(self.config.option, "benchmark_json", None)
+        if benchmark_json is not None:
+            # pytest-benchmark gives an open file in older releases, a path in newer ones.
+            targets.append(Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name))
+        return targets
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker:
@@ -337,16 +355,15 @@ class ReportsPlugin:
             return
         records = self.final_records()
         document = results_document(records, partial)
-        targets = [run_directory(self.config) / RESULTS_NAME]
-        results_json = settings_of(self.config).results_json
-        if results_json:
-            targets.append(Path(results_json))
-        benchmark_json = getattr(self.config.option, "benchmark_json", None)
-        if benchmark_json is not None and not self._benchmark_json_written:
-            # pytest-benchmark writes nothing under xdist or --benchmark-disable: the same schema here.
-            targets.append(Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name))
+        targets = [run_directory(self.config) / RESULTS_NAME] + self._targets()
+        if self._benchmark_json_written and getattr(self.config.option, "benchmark_json", None) is not None:
+            targets.pop()  # pytest-benchmark wrote its own, with the final records in it
         for target in targets:
-            atomic_write_json(target, document)
+            try:
+                atomic_write_json(target, document)
+            except ResultsWriteError as exc:
+                self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
+                self.failed = True
         try:
             self.config.hook.pytest_speedbench_records(config=self.config, records=records)
         except Exception:  # noqa: BLE001 - a failing writer must not lose the results already written

@@ -82,6 +82,11 @@ CLIENT_BOUND = o.Option(
     "0.9", kind=o.number(0.0, 1.0),
 )
 
+CEILING = o.Option(
+    "speedbench-ceiling",
+    "also run each case's prompts through the engine's own non-streaming path and report engine_ceiling_tps and "
+    "harness_efficiency: auto (throughput split), on (every split), off", "auto", kind=o.choice("auto", "on", "off"),
+)
 
 
 def _count(raw: Any, name: str) -> int:
@@ -141,7 +146,7 @@ RESUME = o.Option(
 OPTIONS: tuple[o.Option, ...] = (
     ENGINE, MODEL, DRAFTER, CONCURRENCY, NUM_REQUESTS, MAX_TOKENS, TEMPERATURE, ENGINE_ARGS, ROUNDS, CATEGORIES,
     DATASET, ENDPOINT, PRESET, RESULTS_JSON, CROSS_ENGINE, PROGRESS, STRICT_FIDELITY, CLIENT_BOUND, RUN_DIR,
-    REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, ENGINE_START_TIMEOUT, ENGINE_CHECK_TIMEOUT,
+    CEILING, REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, ENGINE_START_TIMEOUT, ENGINE_CHECK_TIMEOUT,
     ENGINE_RESTARTS, REQUEST_RETRIES, RESUME,
 )
 
@@ -177,6 +182,7 @@ class Settings:
     cross_engine: str | None = None
     strict_fidelity: bool = False
     client_bound_efficiency: float = 0.9
+    ceiling: str = "auto"
     explicit: frozenset[str] = frozenset()  # options the user set (command line, ini or preset)
     min_per_category: int | None = None  # when the suite picks the prompt count, at least this many
     request_timeout: float | None = 300.0  # limits: None = no limit
@@ -223,6 +229,7 @@ class Settings:
             cross_engine=get(CROSS_ENGINE),
             strict_fidelity=get(STRICT_FIDELITY),
             client_bound_efficiency=get(CLIENT_BOUND),
+            ceiling=get(CEILING),
             explicit=explicit,
             request_timeout=get(REQUEST_TIMEOUT),
             request_total_timeout=get(REQUEST_TOTAL_TIMEOUT),
