@@ -92,6 +92,20 @@ def test_an_engine_whose_start_hangs_errors_every_case(pytester: pytest.Pytester
         result.stdout.str())
 
 
+def test_an_engine_that_raises_on_start_errors_every_case(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    """A real engine and a real failure: the openai engine pointed at a port where nothing listens."""
+    from realservers import free_port
+
+    pytester.makepyfile(test_cases="LABELS = ['alpha', 'beta']\n" + CASES)
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--speedbench-engine", "openai", f"--speedbench-model={tiny_model_dir}",
+        f"--speedbench-endpoint=http://127.0.0.1:{free_port()}", "--speedbench-drafter", "none",
+    )
+    result.assert_outcomes(errors=2)
+    assert result.stdout.str().count("engine openai with drafter none failed to start: endpoint") >= 2
+    assert "unreachable" in result.stdout.str()
+
+
 def test_a_healthy_engine_is_checked_but_not_restarted(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
     """One failing request (an engine error) fails its case; the engine still answers, so it stays."""
     result, run_dir = _run(pytester, tiny_model_dir, "--speedbench-engine-args", "fail_request=alpha-2")
@@ -121,6 +135,21 @@ def test_every_finished_case_is_journaled_and_the_outputs_come_from_the_journal(
         assert final["requests"] == record["requests"] and final["acceptance"] == record["acceptance"]
     assert json.loads(own.read_text())["benchmarks"] == json.loads((run_dir / "results.json").read_text())["benchmarks"]
     assert json.loads(own.read_text())["partial"] is False
+
+
+def test_the_controller_journals_the_cases_of_xdist_workers(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_cases="LABELS = ['alpha', 'beta', 'gamma', 'delta']\n" + CASES)
+    run_dir = pytester.path / "run"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}",
+        "--speedbench-drafter", "ngram:k=2", "--speedbench-max-tokens", "16", f"--speedbench-run-dir={run_dir}",
+        "-n", "2",
+    )
+    result.assert_outcomes(passed=4)
+    journal = read_journal(run_dir / "journal.jsonl")
+    assert journal.sessions == 1 and len(journal.records) == 4 and journal.ended_partial is False
+    assert sorted(_records(run_dir)) == sorted(r["case"]["case_id"] for r in journal.records.values())
 
 
 def test_resume_runs_only_the_missing_cases_and_writes_complete_outputs(pytester: pytest.Pytester,
