@@ -135,4 +135,7 @@ class EngineSupervisor:
     def close(self) -> None:
         if self.host is not None:
             host, self.host = self.host, None
-            host.close(timeout=60 if host.responsive else 5)
+            # An engine being discarded may fail to stop too (its core is gone): that must not stop
+            # the restart or the session's teardown.
+            with contextlib.suppress(Exception):
+                host.close(timeout=60 if host.responsive else 5)
