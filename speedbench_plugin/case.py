@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -215,11 +216,13 @@ class CaseRunner:
         prompts = [r.prompt_ids for r in measured[0].requests if r.prompt_ids is not None] if measured else []
         if not prompts:
             return None
+        cpu = time.process_time()
         try:
-            return self.target.host.run(engine.ceiling(prompts, sampling, concurrency),
-                                        what=f"case {self.item.name}: the ceiling run", **host_limits(self.target.settings))
+            run = self.target.host.run(engine.ceiling(prompts, sampling, concurrency),
+                                       what=f"case {self.item.name}: the ceiling run", **host_limits(self.target.settings))
         except Exception as exc:  # noqa: BLE001 - the measured rounds stand without a ceiling
             return f"{engine.name}: the ceiling run failed: {type(exc).__name__}: {exc}"
+        return dataclasses.replace(run, cpu_s=time.process_time() - cpu) if run is not None else None
 
     def run(
         self,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin import hookspecs, redaction
+from speedbench_plugin import devices, hookspecs, redaction
 from speedbench_plugin import options as o
 from speedbench_plugin.case import RECORD_KEY, CaseRunner, EngineUnderTest
 from speedbench_plugin.reports import REPORT_PROPERTY, ReportsPlugin
@@ -27,6 +27,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     o.add_options(parser, OPTIONS)
+    o.add_options(parser, devices.OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,6 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         reports.check_writable()
     config.pluginmanager.register(reports, "speedbench-reports")
+    devices.register(config)  # pins this process's GPUs (CUDA_VISIBLE_DEVICES) before any engine starts
 
 
 @pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]
@@ -145,6 +147,9 @@ def sb_engine(
     from speedbench_plugin.supervisor import EngineSupervisor
 
     drafter = request.param
+    pinned = devices.pinning(request.config)
+    if pinned.problem:
+        pytest.fail(f"speedbench devices: {pinned.problem}", pytrace=False)
 
     def started() -> EngineHost:
         host = start_engine(sb_settings, sb_model, drafter)
@@ -159,7 +164,8 @@ def sb_engine(
     try:
         host = supervisor.start()
         sha, how = _identity(sb_model, host)
-        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sha, how, sb_tokenizer, supervisor=supervisor)
+        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sha, how, sb_tokenizer, devices=pinned.label,
+                              supervisor=supervisor)
     finally:
         supervisor.close()
 

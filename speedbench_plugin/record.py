@@ -209,6 +209,7 @@ class Speed:
     client_cpu_us_per_output: float | None
     engine_ceiling_tps: float | None = None
     engine_ceiling_path: str | None = None  # what ran for the ceiling, or why there is none
+    ceiling_cpu_us_per_output: float | None = None  # the same process's CPU per output on that path
     harness_efficiency: float | None = None
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
@@ -431,14 +432,16 @@ def _fidelity(streams: Sequence[StreamResult], k: int, counters: Counters) -> di
     return out
 
 
-def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], steps: int,
+def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], steps: int, k: int,
            tensor_parallel_size: int, policy: ClientBoundPolicy, ceiling: CeilingRun | str | None) -> Speed:
     round_tps = [m.output_tps(r.streams) for r in rounds]
     output_tps = m.median(round_tps)
     ceiling_tps = ceiling.tps if isinstance(ceiling, CeilingRun) else math.nan
     efficiency = m.harness_efficiency(output_tps, ceiling_tps)
     cpu = [r.cpu_s for r in rounds]
-    outputs = len(streams) + steps  # one output per request for its prefill, one per decode step
+    # One engine output per request for its prefill and one per decode step: the engine's steps where
+    # it recorded them, else the fewest steps the chunks can have come from (exact without a drafter).
+    outputs = len(streams) + max(steps, sum(m.fewest_steps(s, k) for s in streams))
     client_us = m.client_cpu_us_per_output(sum(c for c in cpu if c is not None), outputs) if all(
         c is not None for c in cpu) else math.nan
     reasons = []
@@ -466,6 +469,9 @@ def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], ste
         client_cpu_us_per_output=_num(client_us),
         engine_ceiling_tps=_num(ceiling_tps),
         engine_ceiling_path=ceiling.path if isinstance(ceiling, CeilingRun) else ceiling,
+        # The ceiling ran one round's prompts: per output of one round.
+        ceiling_cpu_us_per_output=_num(m.client_cpu_us_per_output(ceiling.cpu_s, outputs // max(1, len(rounds))))
+        if isinstance(ceiling, CeilingRun) else None,
         harness_efficiency=_num(efficiency),
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
@@ -523,7 +529,7 @@ def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[Meas
         case=case,
         engine=dict(engine),
         acceptance=acceptance,
-        speed=_speed(rounds, streams, acceptance.steps, tensor_parallel_size, policy or ClientBoundPolicy(), ceiling),
+        speed=_speed(rounds, streams, acceptance.steps, k, tensor_parallel_size, policy or ClientBoundPolicy(), ceiling),
         counters=counters,
         fidelity=_fidelity(streams, k, counters),
         errors=errors,

@@ -94,7 +94,7 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
         ("case", "left"), ("drafter", "left"), ("conc", "right"), ("reqs", "right"), ("AL", "right"),
         ("AL drafting", "right"), ("AR", "right"), ("CAR", "left"), ("out tok/s", "right"),
         ("user tok/s", "right"), ("TTFT s", "right"), ("speedup", "right"), ("stream vs ctr", "right"),
-        ("efficiency", "right"),
+        ("efficiency", "right"), ("client µs/out", "right"),
     )
     for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -108,6 +108,7 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
             " ".join(_fmt(v) for v in r.acceptance.conditional_acceptance_rates) or "-",
             _fmt(r.speed.output_tps, 1), _fmt(r.speed.user_tps_median, 1), _fmt(r.speed.ttft_median_s, 3),
             f"{gain:.2f}x" if gain else "-", _fidelity_cell(r), efficiency if r.speed.harness_efficiency is not None else "-",
+            _fmt(r.speed.client_cpu_us_per_output, 1),
         )
     buffer = io.StringIO()
     Console(file=buffer, width=width, force_terminal=False, color_system=None).print(table)

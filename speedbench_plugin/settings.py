@@ -163,6 +163,11 @@ def _preset(name: str | None) -> Mapping[str, Any]:
         raise pytest.UsageError(str(exc)) from None
 
 
+def _tp_arg(engine_args: Mapping[str, Any]) -> Any:
+    """Tensor parallelism as vLLM and TensorRT-LLM name it, or as SGLang does (``tp_size``)."""
+    return engine_args.get("tensor_parallel_size", engine_args.get("tp_size", 1))
+
+
 @dataclass(frozen=True)
 class Settings:
     engine: str
@@ -196,7 +201,7 @@ class Settings:
 
     @property
     def tensor_parallel_size(self) -> int:
-        tp = self.engine_args.get("tensor_parallel_size", 1)
+        tp = _tp_arg(self.engine_args)
         return tp if isinstance(tp, int) and not isinstance(tp, bool) else 1
 
     @classmethod
@@ -208,7 +213,7 @@ class Settings:
 
         explicit = frozenset(option.name for option in OPTIONS if o.is_set(config, option, preset))
         engine_args = get(ENGINE_ARGS)
-        tp = engine_args.get("tensor_parallel_size", 1)
+        tp = _tp_arg(engine_args)
         if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
             raise pytest.UsageError(f"--speedbench-engine-args tensor_parallel_size={tp!r}: not a positive integer")
         return cls(

@@ -253,7 +253,7 @@ def test_ceiling_efficiency_and_client_cost_reach_the_record(pytester: pytest.Py
         speed = record["speed"]
         assert speed["engine_ceiling_tps"] > 0 and speed["engine_ceiling_path"] == "fake engine, no streaming"
         assert speed["harness_efficiency"] == pytest.approx(speed["output_tps"] / speed["engine_ceiling_tps"])
-        assert speed["client_cpu_us_per_output"] > 0
+        assert speed["client_cpu_us_per_output"] > 0 and speed["ceiling_cpu_us_per_output"] > 0
     _, bench_off, _ = _run(pytester, tiny_model_dir, name="off")  # auto: the qualitative split has none
     assert all(r["speed"]["engine_ceiling_tps"] is None for r in _records(bench_off).values())
 

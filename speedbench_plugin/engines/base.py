@@ -180,6 +180,7 @@ class CeilingRun:
     wall_s: float
     requests: int
     path: str  # what ran, e.g. "vllm AsyncLLM, RequestOutputKind.FINAL_ONLY"
+    cpu_s: float | None = None  # the benchmark process's CPU time during it (set by the caller)
 
     @property
     def tps(self) -> float:
