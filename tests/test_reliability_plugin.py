@@ -97,7 +97,9 @@ def test_an_engine_that_raises_on_start_errors_every_case(pytester: pytest.Pytes
     from realservers import free_port
 
     pytester.makepyfile(test_cases="LABELS = ['alpha', 'beta']\n" + CASES)
-    result = pytester.runpytest_inprocess(
+    # In a subprocess: an in-process run would drop the HTTP modules it imports lazily, and the
+    # next test's httpx would no longer recognise its own transport's errors.
+    result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--speedbench-engine", "openai", f"--speedbench-model={tiny_model_dir}",
         f"--speedbench-endpoint=http://127.0.0.1:{free_port()}", "--speedbench-drafter", "none",
     )
