@@ -138,6 +138,7 @@ class ReportsPlugin:
         self._benchmark_json_written = False
         self.interrupted: str | None = None  # the signal that stopped the run
         self._finishing = False
+        self._signals_while_finishing = 0
         self._session: pytest.Session | None = None
         self._journal: JournalWriter | None = None
         self._journal_problem: str | None = None
@@ -200,7 +201,9 @@ class ReportsPlugin:
         """Ctrl-C or SIGTERM: pytest's interrupt path (the request in flight is cancelled, the engine
         shuts down in teardown), then the outputs are written from the finished cases."""
         self.interrupted = self.interrupted or signal.Signals(signum).name
-        if not self._finishing:  # once the outputs are being written, let them finish
+        # Once the outputs are being written, let them finish, unless the signal comes again.
+        self._signals_while_finishing += self._finishing
+        if not self._finishing or self._signals_while_finishing > 1:
             raise KeyboardInterrupt(self.interrupted)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
