@@ -339,6 +339,7 @@ class MeasuredRound:
     t_end: float
     cpu_s: float | None  # the benchmark process's CPU time during the round
     counters: SpecCounts | None  # the engine's cumulative counters' delta over the round
+    counters_note: str | None = None  # why ``counters`` is None, when reading them failed
 
     @property
     def streams(self) -> list[StreamResult]:
@@ -360,6 +361,7 @@ def _counters(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], 
         global_ = CounterSummary.of(SpecCounts.total(deltas, deltas[0].source), k)
     elif deltas:
         notes.append(f"cumulative counters missing for {len(rounds) - len(deltas)} of {len(rounds)} rounds")
+    notes.extend(dict.fromkeys(r.counters_note for r in rounds if r.counters_note))
     per_request: CounterSummary | None = None
     spec = [s.spec for s in streams if s.spec is not None]
     if spec and len(spec) < len(streams):
