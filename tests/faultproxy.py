@@ -256,11 +256,13 @@ class FaultProxy:
     async def _control(self, what: str, payload: Any, writer: asyncio.StreamWriter) -> None:
         if what == "rules":
             self.set_rules([Rule(**rule) for rule in payload])
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        await writer.drain()
         if what == "refuse":
+            # Before answering: a caller that connects as soon as it has the answer must be refused.
+            # (This accepted connection stays open; only the listening socket closes.)
             await self._stop_listening()
             self._loop.call_later(float(payload["seconds"]), self._relisten)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
 
     async def _answer(self, writer: asyncio.StreamWriter, rule: Rule, head: _Head) -> None:
         if rule.fault == "echo":
