@@ -7,6 +7,7 @@ timestamp and the token ids per chunk); everything else is computed after the ro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -109,24 +110,43 @@ async def run_round(
     concurrency: int,
     round_index: int = 0,
     on_request: Callable[[MeasuredRequest], None] | None = None,
+    arrivals: Sequence[float] | None = None,
 ) -> MeasuredRound:
     """Run every item once, at most ``concurrency`` conversations in flight (as specdec_bench).
+
+    ``arrivals`` (open loop): item ``i`` is sent ``arrivals[i]`` seconds after the round starts; the
+    concurrency cap still applies (closed loop, every item due at once, when None). A conversation's
+    first request records when it was scheduled and when the client acted on it (before any wait
+    for a slot under the cap; the engine's own submission time is the stream's ``t_submit``).
 
     The engine's counters are not read here: a caller snapshots them around the round, outside
     any timed region.
     """
+    if arrivals is not None and len(arrivals) != len(items):
+        raise ValueError(f"{len(arrivals)} arrival times for {len(items)} items")
     gate = asyncio.Semaphore(concurrency)
     done: list[MeasuredRequest] = []
+    t_start = 0.0
 
-    async def one(item: WorkItem) -> None:
+    async def one(index: int, item: WorkItem) -> None:
+        scheduled: float | None = None
+        sent: float | None = None
+        if arrivals is not None:
+            scheduled = t_start + arrivals[index]
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
         async with gate:
             for request in await _run_item(engine, tokenizer, item, sampling, round_index):
+                if scheduled is not None and request.turn == 0:
+                    request = dataclasses.replace(request, t_scheduled=scheduled, t_sent=sent)
                 done.append(request)
                 if on_request is not None:
                     on_request(request)
 
     cpu_start, t_start = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(one(item) for item in items))
+    await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
     t_end, cpu_end = time.perf_counter(), time.process_time()
     done.sort(key=lambda r: (r.question_id, r.turn))
     return MeasuredRound(tuple(done), t_start, t_end, cpu_end - cpu_start, counters=None)
