@@ -393,7 +393,8 @@ def meets_slo(figures: dict[str, float | None], targets: dict[str, float], faile
     for key, limit in targets.items():
         value = figures.get(key)
         if value is None or math.isnan(value):
-            if key == "tpot" and figures.get("ttft") is not None:
+            first = figures.get("ttft")
+            if key == "tpot" and first is not None and not math.isnan(first):
                 continue
             return False
         if value > limit:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from speedbench_plugin import metrics as m
+from speedbench_plugin.load.section import json_safe
 from speedbench_plugin.record import Record
 from speedbench_plugin.throughput.analysis import family_of
 
@@ -26,6 +27,9 @@ GROUP_COLUMNS = ["engine", "cell", "max_tokens", "temperature", "burstiness", "r
 
 
 def _num(value: Any) -> float:
+    """A figure read back from a section: numbers, and "inf" (see ``section.json_safe``)."""
+    if isinstance(value, str) and value in ("inf", "-inf"):
+        return float(value)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
@@ -224,7 +228,7 @@ def session_sections(records: Sequence[Record], target: float) -> dict[str, dict
     for _, row in frame.iterrows():
         result = results.get((_group_key(row), row["drafter_id"]))
         if result is not None:
-            out[row["case_id"]] = {"load_sweep": result}
+            out[row["case_id"]] = {"load_sweep": json_safe(result)}
     return out
 
 
@@ -242,8 +246,8 @@ def latency_rows(records: Sequence[Record]) -> pd.DataFrame:
         for drafter, sd in group[group["drafter_id"] != "none"].groupby("drafter_id"):
             sweep = sections.get(sd.iloc[0]["case_id"]) or {}
             smart = (sweep.get("vs_none") or {}).get("smartspec") or {}
-            predicted = {rate: (a, b) for rate, a, b in zip(smart.get("rates", []), smart.get("none_decode_s", []),
-                                                            smart.get("sd_decode_s", []))}
+            predicted = {_num(rate): (_num(a), _num(b)) for rate, a, b in zip(
+                smart.get("rates", []), smart.get("none_decode_s", []), smart.get("sd_decode_s", []))}
             for _, row in sd.sort_values("rate").iterrows():
                 base = plain.loc[row["rate"]] if row["rate"] in plain.index else None
                 guess = predicted.get(row["rate"], (math.nan, math.nan))
@@ -279,16 +283,16 @@ def sweep_rows(records: Sequence[Record]) -> pd.DataFrame:
         speed = vs.get("speedup_at_equal_attainment") or {}
         rows.append({
             "group": sweep["group"], "drafter_id": sweep["drafter"],
-            "sustainable_rate": sus.get("rate"), "sustainable_kind": sus.get("kind"),
-            "sustainable_rate_none": sus_none.get("rate"), "sustainable_kind_none": sus_none.get("kind"),
+            "sustainable_rate": _num(sus.get("rate")), "sustainable_kind": sus.get("kind"),
+            "sustainable_rate_none": _num(sus_none.get("rate")), "sustainable_kind_none": sus_none.get("kind"),
             "target_attainment": sus.get("target_attainment"),
-            "speedup_at_equal_attainment": speed.get("value"), "speedup_kind": speed.get("kind"),
-            **{f"crossover_{name}": (vs.get(f"crossover_{name}") or {}).get("rate") for name in ("mean", "p90", "decode")},
+            "speedup_at_equal_attainment": _num(speed.get("value")), "speedup_kind": speed.get("kind"),
+            **{f"crossover_{name}": _num((vs.get(f"crossover_{name}") or {}).get("rate")) for name in ("mean", "p90", "decode")},
             **{f"crossover_{name}_kind": (vs.get(f"crossover_{name}") or {}).get("kind")
                for name in ("mean", "p90", "decode")},
-            "predicted_crossover": smart.get("crossover_rate"),
-            "predicted_saturation_none": smart.get("saturation_rate_none"),
-            "predicted_saturation_sd": smart.get("saturation_rate_sd"),
+            "predicted_crossover": _num(smart.get("crossover_rate")),
+            "predicted_saturation_none": _num(smart.get("saturation_rate_none")),
+            "predicted_saturation_sd": _num(smart.get("saturation_rate_sd")),
             "smartspec_r2": (smart.get("fit") or {}).get("r2"), "smartspec_note": smart.get("note"),
             "smartspec_fit_source": smart.get("fit_source"),
         })

@@ -169,15 +169,24 @@ class ClientPool:
             raise ClientError(f"client worker {worker} sent nothing for {timeout:g} s (waiting for {expect})")
         try:
             kind, payload = conn.recv()
-        except EOFError:
-            process = self._workers[worker][0]
-            process.join(1)
-            raise ClientError(f"client worker {worker} died (exit code {process.exitcode})") from None
+        except (EOFError, OSError):
+            raise self._died(worker) from None
         if kind == "error":
             raise ClientError(f"client worker {worker}: {payload}")
         if kind != expect:
             raise ClientError(f"client worker {worker} answered {kind!r}, expected {expect!r}")
         return payload
+
+    def _died(self, worker: int) -> ClientError:
+        process = self._workers[worker][0]
+        process.join(1)
+        return ClientError(f"client worker {worker} (pid {process.pid}) died (exit code {process.exitcode})")
+
+    def _send(self, worker: int, message: tuple[str, Any]) -> None:
+        try:
+            self._workers[worker][1].send(message)
+        except OSError:
+            raise self._died(worker) from None
 
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -197,10 +206,9 @@ class ClientPool:
 
     def _check_clock(self, worker: int) -> dict[str, float]:
         """The worker's clock reading must fall between the parent's send and receive times."""
-        conn = self._workers[worker][1]
         sent = time.perf_counter()
-        conn.send(("clock", None))
-        theirs = self._receive(conn, "clock", 30, worker)
+        self._send(worker, ("clock", None))
+        theirs = self._receive(self._workers[worker][1], "clock", 30, worker)
         back = time.perf_counter()
         if not sent <= theirs <= back:
             raise ClientError(f"client worker {worker}'s perf_counter ({theirs:.6f}) is not between the parent's "
@@ -217,16 +225,16 @@ class ClientPool:
             raise ValueError(f"{len(offsets)} send times for {len(items)} items")
         n = self.processes
         share_cap = max(1, math.ceil(concurrency / n))
-        for w, (_, conn) in enumerate(self._workers):
+        for w in range(n):
             order = RoundOrder(tuple(items[w::n]), tuple(offsets[w::n]) if offsets is not None else None,
                                sampling, share_cap, round_index)
-            conn.send(("prepare", order))
+            self._send(w, ("prepare", order))
         for w, (_, conn) in enumerate(self._workers):
             self._receive(conn, "prepared", 120, w)
         cpu_start = time.process_time()
         origin = time.perf_counter() + ORIGIN_DELAY_S
-        for _, conn in self._workers:
-            conn.send(("go", origin))
+        for w in range(n):
+            self._send(w, ("go", origin))
         shares: list[tuple[MeasuredRound, dict[str, Any]]] = []
         for w, (_, conn) in enumerate(self._workers):
             shares.append(self._receive(conn, "round", 24 * 3600, w))

@@ -18,6 +18,18 @@ from speedbench_plugin.record import MeasuredRound, Record
 SATURATION_GROWTH = 2.0
 
 
+def json_safe(value: Any) -> Any:
+    """JSON has no infinity: an infinite figure (a rate of "all at once", a predicted latency past
+    saturation) is written as the string "inf", which ``float()`` reads back."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {key: json_safe(val) for key, val in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(val) for val in value]
+    return value
+
+
 def _num(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
@@ -119,4 +131,4 @@ def load_section(record: Record, rounds: Sequence[MeasuredRound], settings: Load
                           "target_attainment": settings.slo_target}
     steps = throughput_section(rounds, record.case.k)
     section["steps"] = {key: steps[key] for key in ("steps_reconstructed", "pure_decode_steps", "decode_steps")}
-    return section
+    return dict(json_safe(section))
