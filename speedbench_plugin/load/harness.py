@@ -86,6 +86,10 @@ def figures(point: HarnessPoint, measured: MeasuredRound) -> dict[str, Any]:
         "stamp_lag_max_ms": max(lags) * 1e3 if lags else None,
         "monitor_lag_p99_ms": m.percentile(monitor, 99) * 1e3,
         "client_cpu_share": m.cpu_share(measured.cpu_s, wall),
+        # CPU time per chunk event (client and fake engine together) and what one process needs to
+        # stamp one step's burst at that cost: the floor of the lag of the last stream of a burst.
+        "cpu_us_per_event": m.client_cpu_us_per_output(measured.cpu_s, events),
+        "burst_ms": m.client_cpu_us_per_output(measured.cpu_s, events) * point.streams / point.processes / 1e3,
         "loop_cpu_share_max": max((m.cpu_share(w["loop_cpu_s"], w["wall_s"]) for w in workers), default=None),
         "load_average": os.getloadavg(),
     }

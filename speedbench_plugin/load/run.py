@@ -89,15 +89,24 @@ class LoadCase:
 
         target = self.case.target
         pattern = self.settings.pattern(rate)
-        offsets = pattern.offsets(None if pattern.duration_s else per_cell)
-        prompts = prompts_for(self.prompt_cache.setdefault(len(offsets), {}), bucket, tier, len(offsets), target.model,
+        count = len(pattern.offsets(None if pattern.duration_s else per_cell))
+        prompts = prompts_for(self.prompt_cache.setdefault(count, {}), bucket, tier, count, target.model,
                               target.settings)
-        items = items_for(prompts, len(offsets))
+        items = items_for(prompts, count)
         if not items:
             pytest.skip(f"no throughput prompts for bucket {bucket}, tier {tier}")
+        warm_up(target.host, bucket, min(concurrency or len(items), 2), len(target.tokenizer.tokenizer))
+        return self.run_items(items, {"bucket": bucket, "tier": tier}, pattern, concurrency, sampling_for(target.settings))
+
+    def run_items(self, items: Sequence[WorkItem], labels: dict[str, Any], pattern: ArrivalPattern,
+                  concurrency: int | None, sampling: Sampling | None = None) -> Record:
+        """Any work items (a split's questions or prompts) open loop: item ``i`` is sent at the pattern's
+        ``i``-th arrival (a conversation's later turns follow its own answers)."""
+        offsets = pattern.offsets(len(items))
+        if len(offsets) < len(items):  # duration-bound: what the schedule holds
+            items = items[: len(offsets)]
         cap = concurrency or len(items)
-        warm_up(target.host, bucket, min(cap, 2), len(target.tokenizer.tokenizer))
-        sampling = sampling_for(target.settings)
-        return self.case.run(items, split=SPLIT, labels={"bucket": bucket, "tier": tier}, concurrency=cap,
-                             sampling=sampling, arrival=pattern.label,
+        sampling = sampling or Sampling(self.case.target.settings.max_tokens, self.case.target.settings.temperature)
+        return self.case.run(items, split=SPLIT, labels=labels, concurrency=cap, sampling=sampling,
+                             arrival=pattern.label,
                              round_fn=self._round_fn(items, sampling, cap, pattern, offsets, concurrency))

@@ -59,6 +59,9 @@ def request_rows(rounds: Sequence[MeasuredRound], slo: dict[str, float] | None) 
     return rows
 
 
+IDLE_LOOP_SHARE = 0.5  # a loop that late yet this idle was not run by the OS: say so
+
+
 def client_bound(send_error_p99: float | None, loop_lag_p99: float | None, loop_cpu: float | None,
                  policy: SelfCheckPolicy) -> list[str]:
     reasons = []
@@ -70,6 +73,9 @@ def client_bound(send_error_p99: float | None, loop_lag_p99: float | None, loop_
                        "stamped late")
     if loop_cpu is not None and loop_cpu > policy.loop_cpu:
         reasons.append(f"a client event loop used {loop_cpu:.2f} of a core > {policy.loop_cpu:g}: it could not keep up")
+    elif reasons and loop_cpu is not None and loop_cpu < IDLE_LOOP_SHARE:
+        reasons.append(f"the loop was mostly idle ({loop_cpu:.2f} of a core), so the OS did not run it in time: other "
+                       "processes (the engine's among them) compete for the CPU")
     return reasons
 
 
