@@ -50,7 +50,7 @@ def request_rows(rounds: Sequence[MeasuredRound], slo: dict[str, float] | None) 
                 "question_id": request.question_id, "turn": request.turn, "round": request.round,
                 "scheduled_s": None if request.t_scheduled is None else request.t_scheduled - measured.t_start,
                 "send_error_s": _num(m.send_error(request.t_scheduled, request.t_sent)),
-                "cap_wait_s": None if request.t_sent is None or failed else _num(stream.t_submit - request.t_sent),
+                "submit_wait_s": None if request.t_sent is None or failed else _num(stream.t_submit - request.t_sent),
                 "e2el_s": _num(e2el),
                 "slo_met": m.meets_slo({"ttft": ttft, "tpot": tpot, "e2el": e2el}, slo, failed) if slo else None,
                 "_t": request.t_scheduled if request.t_scheduled is not None else stream.t_submit,
@@ -91,7 +91,7 @@ def load_section(record: Record, rounds: Sequence[MeasuredRound], settings: Load
     workers = [w for obs in observed for w in obs.get("workers", [])]
     lags = [lag for w in workers for lag in w.get("loop_lag_s", [])]
     send_errors = [row["send_error_s"] for row in rows if row["send_error_s"] is not None]
-    cap_waits = [row["cap_wait_s"] for row in rows if row["cap_wait_s"] is not None]
+    submit_waits = [row["submit_wait_s"] for row in rows if row["submit_wait_s"] is not None]
     e2el = [row["e2el_s"] for row in completed if row["e2el_s"] is not None]
     loop_cpu = max((m.cpu_share(w["loop_cpu_s"], w["wall_s"]) for w in workers), default=math.nan)
     send_spread, lag_spread = _spread(send_errors), _spread(lags)
@@ -112,7 +112,8 @@ def load_section(record: Record, rounds: Sequence[MeasuredRound], settings: Load
                       "p99": _num(m.percentile(e2el, 99))},
         "decode_time_mean_s": _num(m.mean(r.decode_time_s for r in record.requests)),
         "send_error_s": send_spread,
-        "cap_wait_s": _spread(cap_waits) if cap_waits else None,
+        # client acted on the schedule -> the engine adapter's submission stamp: a slot under a cap, or overhead
+        "submit_wait_s": _spread(submit_waits) if submit_waits else None,
         "loop_lag_s": {**lag_spread, "samples": len(lags), "interval_s": workers[0].get("loop_lag_interval_s") if workers else None},
         "client_cpu": {"process_share": _num(m.cpu_share(sum(r.cpu_s or 0.0 for r in rounds), wall)),
                        "loop_share_max": _num(loop_cpu)},
