@@ -70,7 +70,7 @@ class CaseKey:
     tier: str | None = None
     devices: str | None = None  # the accelerators this case's engine was pinned to, if any
     dynamic_table: list[list[int]] | None = None  # vLLM's per-batch-size k table, when the drafter ran with one
-    arrival: str | None = None  # open-loop arrival pattern (speedbench_plugin.load), e.g. "poisson rate=2/s seed=0"
+    arrival: str | None = None  # open-loop arrival pattern (speedbench_plugin.load), e.g. "2/s poisson"
 
     @property
     def k(self) -> int:

@@ -44,7 +44,7 @@ def test_rate_sweep_records_schedule_slo_goodput_and_the_crossover(pytester: pyt
         load = record["sections"]["load"]
         # the schedule is recorded and replays exactly from its seed
         assert load["schedule"]["offsets_s"] == ArrivalPattern(rate, seed=3).offsets(6)
-        assert load["schedule"]["pattern"]["label"] == record["case"]["arrival"] == f"poisson rate={rate:g}/s seed=3"
+        assert load["schedule"]["pattern"]["label"] == record["case"]["arrival"] == f"{rate:g}/s poisson seed=3"
         rows = load["per_request"]
         assert len(rows) == 6 and all(row["send_error_s"] >= 0 for row in rows)
         assert sorted(row["scheduled_s"] for row in rows) == pytest.approx(load["schedule"]["offsets_s"], abs=1e-6)
@@ -97,7 +97,7 @@ def test_duration_bound_run_sends_what_the_schedule_holds(pytester: pytest.Pytes
     (record,) = records.values()
     expected = ArrivalPattern(8.0, burstiness=0.5, ramp_up_s=0.5, duration_s=1.5).offsets()
     assert len(record["requests"]) == len(expected) and record["sections"]["load"]["schedule"]["offsets_s"] == expected
-    assert record["case"]["arrival"] == "gamma rate=8/s burstiness=0.5 ramp=0.5s duration=1.5s seed=0"
+    assert record["case"]["arrival"] == "8/s gamma b=0.5 ramp=0.5s for=1.5s"
 
 
 @pytest.mark.parametrize("args, message", [

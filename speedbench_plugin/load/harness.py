@@ -79,7 +79,7 @@ def figures(point: HarnessPoint, measured: MeasuredRound) -> dict[str, Any]:
     monitor = [lag for w in workers for lag in w.get("loop_lag_s", [])]
     return {
         "streams": point.streams, "target_events_per_s": point.events_per_s, "mode": point.mode,
-        "processes": point.processes, "loop": point.loop, "step_ms": point.step_s * 1e3,
+        "processes": point.processes, "loop": point.loop, "emission": point.emission, "step_ms": point.step_s * 1e3,
         "completed_streams": len(streams), "chunk_events": events,
         "events_per_s": m.per_second(events, wall),
         "stamp_lag_p50_ms": m.percentile(lags, 50) * 1e3, "stamp_lag_p99_ms": m.percentile(lags, 99) * 1e3,

@@ -49,17 +49,19 @@ class ArrivalPattern:
 
     @property
     def label(self) -> str:
-        """What the case key holds: two cases with the same label ran the same schedule."""
+        """What the case key holds (short: it is part of the case's label in tables): two cases with the
+        same label in one session ran the same schedule. The seed shows when it is not 0."""
         if math.isinf(self.rate):
             return "all-at-once"
-        parts = [self.kind, f"rate={self.rate:g}/s"]
+        parts = [f"{self.rate:g}/s", self.kind]
         if self.kind == "gamma":
-            parts.append(f"burstiness={self.burstiness:g}")
+            parts.append(f"b={self.burstiness:g}")
         if self.ramp_up_s:
             parts.append(f"ramp={self.ramp_up_s:g}s")
         if self.duration_s:
-            parts.append(f"duration={self.duration_s:g}s")
-        parts.append(f"seed={self.seed}")
+            parts.append(f"for={self.duration_s:g}s")
+        if self.seed:
+            parts.append(f"seed={self.seed}")
         return " ".join(parts)
 
     def _time_of(self, operational: float) -> float:
