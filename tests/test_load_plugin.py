@@ -52,6 +52,7 @@ def test_rate_sweep_records_schedule_slo_goodput_and_the_crossover(pytester: pyt
         assert load["slo"]["met"] == met and load["slo"]["attainment"] == pytest.approx(met / 6)
         assert load["slo"]["goodput_rps"] == pytest.approx(met / load["wall_s"])
         assert load["clients"]["processes"] == 1 and "synthetic engine" in load["clients"]["why"]
+        assert load["saturation"]["saturated"] is None  # 6 requests: too few to judge
         assert load["clients"]["clock"]["implementation"] and load["loop_lag_s"]["samples"] > 0
         sweep = record["sections"]["load_sweep"]
         assert sweep["rates"] == [5.0, 20.0] and sweep["sustainable_rate"]["target_attainment"] == 0.9

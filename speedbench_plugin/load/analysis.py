@@ -57,7 +57,7 @@ def cases_frame(records: Iterable[Record]) -> pd.DataFrame:
             "cap": load["schedule"].get("concurrency_cap"), "clients": load["clients"]["processes"],
             "max_tokens": r.case.max_tokens, "temperature": r.case.temperature,
             "requests": load["requests"], "failed": load["failed"],
-            "achieved_rps": _num(load["achieved_rate_per_s"]),
+            "scheduled_rps": _num(load.get("scheduled_rate_per_s")), "achieved_rps": _num(load["achieved_rate_per_s"]),
             "latency_mean_s": _num(load["latency_s"]["mean"]), "latency_p90_s": _num(load["latency_s"]["p90"]),
             "decode_time_mean_s": _num(load["decode_time_mean_s"]), "ttft_median_s": _num(r.speed.ttft_median_s),
             "tpot_median_s": _num(r.speed.tpot_median_s), "output_tps": _num(r.speed.output_tps),
@@ -65,7 +65,7 @@ def cases_frame(records: Iterable[Record]) -> pd.DataFrame:
             "speedup_output_tps": _num(gain.get("output_tps")),
             "slo_attainment": _num(slo.get("attainment")), "goodput_rps": _num(slo.get("goodput_rps")),
             "goodput_tps": _num(slo.get("goodput_tps")),
-            "saturated": bool(load["saturation"]["saturated"]), "ttft_growth": _num(load["saturation"]["ttft_growth"]),
+            "saturated": load["saturation"]["saturated"], "ttft_growth": _num(load["saturation"]["ttft_growth"]),
             "client_bound": bool(load["client_bound"]["flag"]),
             "client_bound_reasons": "; ".join(load["client_bound"]["reasons"]),
             "send_error_p99_ms": _num(load["send_error_s"]["p99"]) * 1e3,
@@ -262,8 +262,8 @@ def latency_rows(records: Sequence[Record]) -> pd.DataFrame:
                     "none_attainment": _num(base["slo_attainment"]) if base is not None else math.nan,
                     "sd_attainment": row["slo_attainment"],
                     "client_bound": bool(row["client_bound"] or (base is not None and base["client_bound"])),
-                    "saturated_none": bool(base["saturated"]) if base is not None else False,
-                    "saturated_sd": bool(row["saturated"]),
+                    "saturated_none": base is not None and base["saturated"] is True,
+                    "saturated_sd": row["saturated"] is True,
                 })
     return pd.DataFrame(rows)
 

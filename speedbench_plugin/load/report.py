@@ -59,15 +59,16 @@ def _bounded(value: Any, kind: str | None, unit: str = "") -> str:
 def cases_table(frame: pd.DataFrame, width: int) -> str:
     rows = []
     for r in frame.itertuples():
-        flags = [name for name, on in (("SATURATED", r.saturated), ("CLIENT-BOUND", r.client_bound)) if on]
-        rows.append([str(r.cell), str(r.drafter_id), _rate(r.rate), _fmt(r.achieved_rps), str(r.requests),
+        flags = [name for name, on in (("SATURATED", r.saturated is True), ("CLIENT-BOUND", r.client_bound)) if on]
+        rows.append([str(r.cell), str(r.drafter_id), _rate(r.rate), _fmt(r.scheduled_rps), _fmt(r.achieved_rps),
+                     str(r.requests),
                      _fmt(r.latency_mean_s), _fmt(r.latency_p90_s), _fmt(r.ttft_median_s, 3),
                      _fmt(r.tpot_median_s, 1, 1e3), _fmt(r.slo_attainment, 0, 100, "%"), _fmt(r.goodput_rps),
                      _fmt(r.goodput_tps, 1), _fmt(r.send_error_p99_ms, 1), _fmt(r.loop_lag_p99_ms, 1),
                      _fmt(r.loop_cpu_share), " ".join(flags)])
-    return _table("speedbench load: per case (latency = end-to-end from submission; goodput = requests / tokens per "
-                  "second meeting every SLO)",
-                  ["cell", "drafter", "rate", "done/s", "reqs", "lat mean", "lat p90", "TTFT p50", "TPOT ms",
+    return _table("speedbench load: per case (rate: asked; sent/s: the seeded schedule's own; latency = end-to-end from "
+                  "submission; goodput = requests / tokens per second meeting every SLO)",
+                  ["cell", "drafter", "rate", "sent/s", "done/s", "reqs", "lat mean", "lat p90", "TTFT p50", "TPOT ms",
                    "SLO met", "good req/s", "good tok/s", "send p99 ms", "lag p99 ms", "loop CPU", "flags"],
                   rows, width)
 
@@ -207,10 +208,13 @@ class LoadReport:
         for r in bound.itertuples():
             notes.append(f"CLIENT-BOUND {r.case_id}: {r.client_bound_reasons}; its speed figures are the client's, "
                          "not the engine's")
-        saturated = frame[frame["saturated"]]
+        saturated = frame[frame["saturated"].eq(True)]
         if not saturated.empty:
             notes.append(f"SATURATED: {len(saturated)} case(s) where queueing grew through the run (TTFT of the last "
                          "third of arrivals ≥ 2× the first third's): the engine cannot sustain that rate")
+        unjudged = frame[frame["saturated"].isna()]
+        if not unjudged.empty:
+            notes.append(f"saturation not judged for {len(unjudged)} case(s): fewer than 9 completed requests")
         processes = sorted(set(frame["clients"]))
         load = next(r.section("load") for r in records if r.section("load"))
         notes.append(f"client processes: {', '.join(map(str, processes))} — {load['clients']['why']}")

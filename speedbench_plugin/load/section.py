@@ -14,8 +14,10 @@ from speedbench_plugin.load.settings import LoadSettings, SelfCheckPolicy
 from speedbench_plugin.record import MeasuredRound, Record
 
 # Queueing grows when the requests of the last third of the arrivals wait this many times longer for
-# their first token than those of the first third.
+# their first token than those of the first third; with fewer requests than SATURATION_MIN_REQUESTS
+# (three per third) a Poisson cluster alone can do that, and no verdict is given.
 SATURATION_GROWTH = 2.0
+SATURATION_MIN_REQUESTS = 9
 
 
 def json_safe(value: Any) -> Any:
@@ -97,14 +99,24 @@ def load_section(record: Record, rounds: Sequence[MeasuredRound], settings: Load
     send_spread, lag_spread = _spread(send_errors), _spread(lags)
     reasons = client_bound(send_spread["p99"], lag_spread["p99"], _num(loop_cpu), settings.policy)
     pattern = first.get("schedule", {}).get("pattern", {})
+    offsets = first.get("schedule", {}).get("offsets_s", [])
     finite = pattern.get("rate") not in (None, "inf")
     by_arrival = sorted(completed, key=lambda row: row["_t"])
     growth = m.queue_growth([row["_ttft"] for row in by_arrival])
-    saturated = bool(finite and not math.isnan(growth) and growth >= SATURATION_GROWTH)
+    judged = finite and len(by_arrival) >= SATURATION_MIN_REQUESTS and not math.isnan(growth)
+    saturated = bool(judged and growth >= SATURATION_GROWTH)
+    if saturated:
+        note = (f"queueing grows: TTFT ×{growth:.1f} from the first to the last third of the arrivals; the engine "
+                "cannot sustain this rate")
+    elif finite and not judged:
+        note = f"not judged: {len(by_arrival)} completed requests, {SATURATION_MIN_REQUESTS} needed"
+    else:
+        note = None
     section: dict[str, Any] = {
         "schedule": {**first.get("schedule", {}), "concurrency_cap": first.get("concurrency_cap")},
         "requests": len(rows), "failed": len(rows) - len(completed),
         "offered_rate_per_s": pattern.get("rate") if finite else None,
+        "scheduled_rate_per_s": _num(m.per_second(len(offsets) - 1, max(offsets))) if finite and offsets else None,
         "achieved_rate_per_s": _num(m.per_second(len(completed), wall)),
         "wall_s": wall,
         "latency_s": {"mean": _num(m.mean(e2el)),
@@ -117,9 +129,7 @@ def load_section(record: Record, rounds: Sequence[MeasuredRound], settings: Load
         "loop_lag_s": {**lag_spread, "samples": len(lags), "interval_s": workers[0].get("loop_lag_interval_s") if workers else None},
         "client_cpu": {"process_share": _num(m.cpu_share(sum(r.cpu_s or 0.0 for r in rounds), wall)),
                        "loop_share_max": _num(loop_cpu)},
-        "saturation": {"ttft_growth": _num(growth), "saturated": saturated,
-                       "note": (f"queueing grows: TTFT ×{growth:.1f} from the first to the last third of the arrivals; "
-                                "the engine cannot sustain this rate") if saturated else None},
+        "saturation": {"ttft_growth": _num(growth), "saturated": saturated if judged else None, "note": note},
         "client_bound": {"flag": bool(reasons), "reasons": reasons,
                          "thresholds": {"send_error_p99_s": settings.policy.send_error_s,
                                         "loop_lag_p99_s": settings.policy.loop_lag_s,
