@@ -15,6 +15,7 @@ semaphore on every request's path): each runs at most ``ceil(cap / N)`` conversa
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import multiprocessing
 import os
@@ -38,7 +39,7 @@ from speedbench_plugin.runner import WorkItem, run_round
 
 START_TIMEOUT_S = 600.0  # an engine's start() in a worker (an HTTP engine: a few requests)
 ORIGIN_DELAY_S = 0.05  # the round starts this long after "go" is sent: every worker is waiting by then
-LOOPS = ("asyncio", "uvloop")
+LOOPS = ("auto", "asyncio", "uvloop")  # auto: uvloop where installed (it stamps chunks sooner), else asyncio
 
 
 class ClientError(RuntimeError):
@@ -50,7 +51,7 @@ class WorkerSpec:
     engine: str
     config: EngineConfig
     tokenizer_model: str | None = None  # for conversations given as text (templated in the worker)
-    loop: str = "asyncio"
+    loop: str = "auto"
     lag_interval: float = DEFAULT_LAG_INTERVAL_S
 
 
@@ -64,10 +65,14 @@ class RoundOrder:
 
 
 def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if kind == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    if kind in ("uvloop", "auto"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()  # type: ignore[no-any-return]
     return asyncio.new_event_loop()
 
 
@@ -76,15 +81,27 @@ async def observed_round(engine: Any, tokenizer: Any, items: Sequence[WorkItem],
                          offsets: Sequence[float] | None = None, lag_interval: float = DEFAULT_LAG_INTERVAL_S
                          ) -> tuple[MeasuredRound, dict[str, Any]]:
     """``runner.run_round`` watched: the loop-lag monitor runs beside it, the loop thread's and the
-    process's CPU time are read around it. Runs on the loop it watches."""
+    process's CPU time are read around it. Runs on the loop it watches.
+
+    Python's cyclic garbage collector is off during the round (as pytest-benchmark's
+    ``--benchmark-disable-gc``): a full collection over a round's chunks stalls the loop for tens of
+    milliseconds and every chunk then waiting is stamped that late. Reference counting still frees
+    what the round drops; the collector runs again after it."""
+    collecting = gc.isenabled()
+    gc.disable()
     monitor = LoopLagMonitor(lag_interval)
     monitor.start()
     start = Usage.now()
-    measured = await run_round(engine, tokenizer, items, sampling, concurrency, round_index, on_request, arrivals=offsets)
-    usage = Usage.now().since(start)
-    lags = await monitor.stop()
+    try:
+        measured = await run_round(engine, tokenizer, items, sampling, concurrency, round_index, on_request,
+                                   arrivals=offsets)
+    finally:
+        usage = Usage.now().since(start)
+        lags = await monitor.stop()
+        if collecting:
+            gc.enable()
     return measured, {"pid": os.getpid(), "loop": loop_name(), "requests": len(measured.requests),
-                      "t_start": measured.t_start, **usage,
+                      "t_start": measured.t_start, **usage, "gc_disabled": collecting,
                       "loop_lag_s": lags, "loop_lag_interval_s": lag_interval}
 
 

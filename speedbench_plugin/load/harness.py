@@ -27,7 +27,7 @@ class HarnessPoint:
     events_per_s: float
     mode: str  # "host" or "workers"
     processes: int = 1
-    loop: str = "asyncio"
+    loop: str = "auto"
     emission: str = "grid"  # "grid": every stream's step at once; "free": each stream paced from its own last chunk
     max_tokens: int = MAX_TOKENS
 
@@ -79,7 +79,8 @@ def figures(point: HarnessPoint, measured: MeasuredRound) -> dict[str, Any]:
     monitor = [lag for w in workers for lag in w.get("loop_lag_s", [])]
     return {
         "streams": point.streams, "target_events_per_s": point.events_per_s, "mode": point.mode,
-        "processes": point.processes, "loop": point.loop, "emission": point.emission, "step_ms": point.step_s * 1e3,
+        "processes": point.processes, "emission": point.emission,
+        "loop": "uvloop" if workers and "uvloop" in str(workers[0].get("loop")) else "asyncio", "step_ms": point.step_s * 1e3,
         "completed_streams": len(streams), "chunk_events": events,
         "events_per_s": m.per_second(events, wall),
         "stamp_lag_p50_ms": m.percentile(lags, 50) * 1e3, "stamp_lag_p99_ms": m.percentile(lags, 99) * 1e3,

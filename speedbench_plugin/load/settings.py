@@ -77,8 +77,8 @@ SLO_TARGET = o.Option("speedbench-slo-attainment", "SLO attainment the highest s
                       kind=_share)
 CLIENTS = o.Option("speedbench-clients", "client processes sharing the load (engines reached over HTTP: openai)", "1",
                    kind=o.positive_int)
-CLIENT_LOOP = o.Option("speedbench-client-loop", "event loop of the client worker processes: asyncio or uvloop",
-                       "asyncio", kind=o.choice(*LOOPS))
+CLIENT_LOOP = o.Option("speedbench-client-loop", "event loop of the client worker processes: auto (uvloop where "
+                       "installed), asyncio or uvloop", "auto", kind=o.choice(*LOOPS))
 SEND_ERROR = o.Option("speedbench-client-bound-send-error",
                       "flag a case client-bound when its p99 send-time error against the schedule passes this (seconds)",
                       "0.01", kind=_positive)
@@ -111,7 +111,7 @@ class LoadSettings:
     slo: dict[str, float] | None = None
     slo_target: float = 0.9
     clients: int = 1
-    client_loop: str = "asyncio"
+    client_loop: str = "auto"
     policy: SelfCheckPolicy = SelfCheckPolicy()
     client_limit_reason: str = ""  # why the engine takes one client process, or how it takes several
 
