@@ -137,6 +137,11 @@ def harness_table(results: Sequence[dict[str, Any]], width: int) -> str:
                      _fmt(r["stamp_lag_p99_ms"]), _fmt(r["stamp_lag_max_ms"], 1), _fmt(r["monitor_lag_p99_ms"]),
                      _fmt(r["client_cpu_share"]), _fmt(r["cpu_us_per_event"], 1), _fmt(r["burst_ms"], 1),
                      " ".join(f"{v:.1f}" for v in r["load_average"])])
+    text = _table(f"speedbench harness cost on FakeEngine ({os.cpu_count()} cores; lag = stamp − emission; grid: every "
+                  "stream's step emitted at once, free: each stream paced from its own last chunk; burst = CPU per "
+                  "event × streams per process)",
+                  ["streams", "target", "emission", "client", "events/s", "lag p50 ms", "lag p99 ms", "lag max ms",
+                   "monitor p99 ms", "client CPU", "CPU µs/event", "burst ms", "load avg 1/5/15 min"], rows, width, keep=4)
     for emission in ("grid", "free"):
         goal = [r for r in results if r["streams"] == HARNESS_GOAL["streams"] and r["emission"] == emission
                 and r["target_events_per_s"] == HARNESS_GOAL["events_per_s"]]
