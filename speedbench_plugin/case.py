@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin.engines.base import Sampling, SpecCounts
+from speedbench_plugin.engines.base import CeilingRun, Sampling, SpecCounts
 from speedbench_plugin.record import CaseKey, ClientBoundPolicy, MeasuredRound, Record, build_record
 from speedbench_plugin.runner import EngineHost, WorkItem, run_round
 from speedbench_plugin.settings import Settings
@@ -137,6 +138,23 @@ class CaseRunner:
         snapshot()
         return [dataclasses.replace(r, counters=delta) for r, delta in zip(results, _deltas(snapshots))]
 
+    def ceiling(self, split: str, measured: Sequence[MeasuredRound], sampling: Sampling,
+                concurrency: int) -> CeilingRun | str | None:
+        """The engine's own non-streaming run of the first round's prompts (after the timed rounds,
+        outside pytest-benchmark's timing), or why there is none."""
+        mode = self.target.settings.ceiling
+        if mode == "off" or (mode == "auto" and split != "throughput"):
+            return None
+        engine = self.target.host.engine
+        if not engine.capabilities.ceiling:
+            return f"{engine.name}: no non-streaming path to measure a ceiling with"
+        prompts = [r.prompt_ids for r in measured[0].requests if r.prompt_ids is not None] if measured else []
+        if not prompts:
+            return None
+        cpu = time.process_time()
+        run = self.target.host.run(engine.ceiling(prompts, sampling, concurrency))
+        return dataclasses.replace(run, cpu_s=time.process_time() - cpu) if run is not None else None
+
     def run(
         self,
         items: Sequence[WorkItem],
@@ -161,7 +179,8 @@ class CaseRunner:
                               arrival)
         record = build_record(case, self.target.host.engine.describe(), measured,
                               tensor_parallel_size=settings.tensor_parallel_size,
-                              policy=ClientBoundPolicy(settings.client_bound_efficiency))
+                              policy=ClientBoundPolicy(settings.client_bound_efficiency),
+                              ceiling=self.ceiling(split, measured, sampling, concurrency))
         for sections in config.hook.pytest_speedbench_update_record(config=config, record=record, rounds=measured):
             if sections:
                 record = record.with_sections(sections)

@@ -1,5 +1,8 @@
-"""Drafter specs: ``none``, ``ngram:k=3[,max=3,min=1]``, ``draft:k=3[,model=PATH,layers=N]``,
-``eagle3:k=3,model=PATH``, ``eagle:k=3,model=PATH``, ``mtp:k=3``."""
+"""Drafter specs: ``none``, ``ngram:k=3[,max=3,min=1]``, ``draft:k=3[,model=PATH,layers=N,vocab=N]``,
+``eagle3:k=3,model=PATH[,vocab=N]``, ``eagle:k=3,model=PATH``, ``mtp:k=3``.
+
+``vocab=N`` prunes the drafter's vocabulary to the N most frequent tokens of a reference corpus
+(:mod:`speedbench_plugin.vocab`); only engines that can apply it exactly accept it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,14 +11,19 @@ METHODS = ("none", "ngram", "draft", "eagle", "eagle3", "mtp")
 _ALLOWED_KEYS = {
     "none": set(),
     "ngram": {"k", "max", "min"},
-    "draft": {"k", "model", "layers"},
+    "draft": {"k", "model", "layers", "vocab"},
     "eagle": {"k", "model"},
-    "eagle3": {"k", "model"},
+    "eagle3": {"k", "model", "vocab"},
     "mtp": {"k"},
 }
 _NEEDS_MODEL = {"eagle", "eagle3"}
-_INT_KEYS = {"k", "max", "min", "layers"}
+_INT_KEYS = {"k", "max", "min", "layers", "vocab"}
 DEFAULT_K = 3
+# Why an engine cannot prune a drafter's vocabulary, where the reason is known.
+_NO_DRAFT_VOCAB = {
+    "vllm": "vLLM has no draft-vocabulary setting for its draft_model method, and EAGLE3 checkpoints "
+            "carry their own fixed hot-token map (d2t) that is not user-settable",
+}
 
 
 class DrafterSpecError(ValueError):
@@ -95,3 +103,15 @@ class DrafterSpec:
         k = ints.pop("k", DEFAULT_K)
         options = tuple(sorted(ints.items()))
         return cls(method, k, values.get("model"), options)
+
+
+def check_draft_vocab_supported(drafter: DrafterSpec, engine: str, supported: bool) -> None:
+    """``vocab=N`` on an engine that cannot apply it exactly is an error, never silently ignored."""
+    n = drafter.option("vocab")
+    if n is None or supported:
+        return
+    why = _NO_DRAFT_VOCAB.get(engine, f"the {engine} engine has no way to restrict a drafter's vocabulary")
+    raise DrafterSpecError(
+        f"--speedbench-drafter {drafter}: option vocab={n} cannot be applied by --speedbench-engine {engine} "
+        f"({why}); run pruned-vocabulary drafting with --speedbench-engine hf"
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speedbench_plugin.cache import atomic_write_json, cache_dir, sha256_file
+from speedbench_plugin.cache import atomic_write_json, cache_dir, sha256_once
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 CONFIG_FILES = ("config.json", "params.json")
@@ -51,7 +51,7 @@ def file_sha256(path: Path, memo: dict[str, str]) -> tuple[str, str]:
     stat = real.stat()
     key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
     if key not in memo:
-        memo[key] = sha256_file(real)
+        memo[key] = sha256_once(real)  # shared with the cache's own integrity check
     return memo[key], "weights-sha256"
 
 

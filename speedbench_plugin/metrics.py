@@ -189,6 +189,12 @@ def conditional_acceptance(per_position: Sequence[float]) -> list[float]:
     return rates
 
 
+def fewest_steps(result: StreamResult, k: int) -> int:
+    """The fewest engine steps the stream's chunks can have come from (a chunk of n decode tokens is
+    at least ceil(n / (k + 1)) steps): exact without a drafter and for an unmerged stream."""
+    return sum(-(-n // (k + 1)) for n in decode_step_lengths(result))
+
+
 def merge_rate(merged: int, steps: int) -> float:
     """Share of streamed decode chunks that are certainly merged steps."""
     return ratio(merged, steps)

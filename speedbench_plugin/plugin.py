@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin import hookspecs
+from speedbench_plugin import devices, hookspecs
 from speedbench_plugin import options as o
 from speedbench_plugin.case import RECORD_KEY, CaseRunner, EngineUnderTest
 from speedbench_plugin.reports import REPORT_PROPERTY, ReportsPlugin
@@ -27,11 +27,16 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     o.add_options(parser, OPTIONS)
+    o.add_options(parser, devices.OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = Settings.from_config(config)
-    config.pluginmanager.register(ReportsPlugin(config), "speedbench-reports")
+    reports = ReportsPlugin(config)
+    if not hasattr(config, "workerinput"):
+        reports.check_writable()
+    config.pluginmanager.register(reports, "speedbench-reports")
+    devices.register(config)  # pins this process's GPUs (CUDA_VISIBLE_DEVICES) before any engine starts
 
 
 @pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]
@@ -130,11 +135,14 @@ def sb_engine(
 ) -> Iterator[EngineUnderTest]:
     """One started engine per (engine, drafter), shared by every case that uses it."""
     drafter = request.param
+    pinned = devices.pinning(request.config)
+    if pinned.problem:
+        pytest.fail(f"speedbench devices: {pinned.problem}", pytrace=False)
     host = start_engine(sb_settings, sb_model, drafter)
     try:
         _warm_up(host, sb_tokenizer)
         sha, how = _identity(sb_model, host)
-        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sha, how, sb_tokenizer)
+        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sha, how, sb_tokenizer, devices=pinned.label)
     finally:
         host.close()
 

@@ -21,7 +21,7 @@ from typing import Any
 from speedbench_plugin import metrics as m
 from speedbench_plugin.cache import nan_to_none
 from speedbench_plugin.drafters import DrafterSpec
-from speedbench_plugin.engines.base import SpecCounts, StreamResult
+from speedbench_plugin.engines.base import CeilingRun, SpecCounts, StreamResult
 
 SCHEMA_VERSION = 2
 
@@ -214,7 +214,8 @@ class Speed:
     wall_time_s_rounds: list[float]
     client_cpu_us_per_output: float | None
     engine_ceiling_tps: float | None = None
-    engine_ceiling_tps_rounds: list[float | None] = field(default_factory=list)
+    engine_ceiling_path: str | None = None  # what ran for the ceiling, or why there is none
+    ceiling_cpu_us_per_output: float | None = None  # the same process's CPU per output on that path
     harness_efficiency: float | None = None
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
@@ -334,6 +335,7 @@ class MeasuredRequest:
     round: int
     prompt_sha256: str | None
     stream: StreamResult
+    prompt_ids: tuple[int, ...] | None = field(default=None, repr=False)  # kept in memory only
     t_scheduled: float | None = None  # open loop: when the arrival schedule said to send it (perf_counter)
     t_sent: float | None = None  # open loop: when the client acted on the schedule
 
@@ -345,7 +347,6 @@ class MeasuredRound:
     t_end: float
     cpu_s: float | None  # the benchmark process's CPU time during the round
     counters: SpecCounts | None  # the engine's cumulative counters' delta over the round
-    ceiling_tps: float | None = None  # the engine's own non-streaming path on the same prompts
     client: dict[str, Any] | None = None  # the load generator's observations of itself (speedbench_plugin.load)
 
     @property
@@ -438,15 +439,16 @@ def _fidelity(streams: Sequence[StreamResult], k: int, counters: Counters) -> di
     return out
 
 
-def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], steps: int,
-           tensor_parallel_size: int, policy: ClientBoundPolicy) -> Speed:
+def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], steps: int, k: int,
+           tensor_parallel_size: int, policy: ClientBoundPolicy, ceiling: CeilingRun | str | None) -> Speed:
     round_tps = [m.output_tps(r.streams) for r in rounds]
     output_tps = m.median(round_tps)
-    ceilings = [r.ceiling_tps for r in rounds]
-    ceiling = m.median(ceilings) if any(c is not None for c in ceilings) else math.nan
-    efficiency = m.harness_efficiency(output_tps, ceiling)
+    ceiling_tps = ceiling.tps if isinstance(ceiling, CeilingRun) else math.nan
+    efficiency = m.harness_efficiency(output_tps, ceiling_tps)
     cpu = [r.cpu_s for r in rounds]
-    outputs = len(streams) + steps  # one output per request for its prefill, one per decode step
+    # One engine output per request for its prefill and one per decode step: the engine's steps where
+    # it recorded them, else the fewest steps the chunks can have come from (exact without a drafter).
+    outputs = len(streams) + max(steps, sum(m.fewest_steps(s, k) for s in streams))
     client_us = m.client_cpu_us_per_output(sum(c for c in cpu if c is not None), outputs) if all(
         c is not None for c in cpu) else math.nan
     reasons = []
@@ -472,8 +474,11 @@ def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], ste
         step_latency_p99_s=_num(m.percentile(step_latency, 99)),
         wall_time_s_rounds=[r.t_end - r.t_start for r in rounds],
         client_cpu_us_per_output=_num(client_us),
-        engine_ceiling_tps=_num(ceiling),
-        engine_ceiling_tps_rounds=_nums([math.nan if c is None else c for c in ceilings]),
+        engine_ceiling_tps=_num(ceiling_tps),
+        engine_ceiling_path=ceiling.path if isinstance(ceiling, CeilingRun) else ceiling,
+        # The ceiling ran one round's prompts: per output of one round.
+        ceiling_cpu_us_per_output=_num(m.client_cpu_us_per_output(ceiling.cpu_s, outputs // max(1, len(rounds))))
+        if isinstance(ceiling, CeilingRun) else None,
         harness_efficiency=_num(efficiency),
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
@@ -512,8 +517,10 @@ def _request_row(request: MeasuredRequest, k: int, histogram: list[int] | None) 
 
 
 def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[MeasuredRound], *,
-                 tensor_parallel_size: int = 1, policy: ClientBoundPolicy | None = None) -> Record:
-    """The case's record, from its measured rounds. The only place a record is made."""
+                 tensor_parallel_size: int = 1, policy: ClientBoundPolicy | None = None,
+                 ceiling: CeilingRun | str | None = None) -> Record:
+    """The case's record, from its measured rounds (and the engine's own run of the same prompts,
+    or why there is none). The only place a record is made."""
     k = case.k
     streams = [s for r in rounds for s in r.streams]
     counters = _counters(rounds, streams, k)
@@ -529,7 +536,7 @@ def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[Meas
         case=case,
         engine=dict(engine),
         acceptance=acceptance,
-        speed=_speed(rounds, streams, acceptance.steps, tensor_parallel_size, policy or ClientBoundPolicy()),
+        speed=_speed(rounds, streams, acceptance.steps, k, tensor_parallel_size, policy or ClientBoundPolicy(), ceiling),
         counters=counters,
         fidelity=_fidelity(streams, k, counters),
         errors=errors,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from speedbench_plugin import __version__
-from speedbench_plugin.cache import atomic_write_json
+from speedbench_plugin.cache import ResultsWriteError, atomic_write_json, ensure_writable
 from speedbench_plugin.record import SCHEMA_VERSION, Record, session_speedups
 from speedbench_plugin.settings import settings_of
 
@@ -71,7 +71,7 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
         ("case", "left"), ("drafter", "left"), ("conc", "right"), ("reqs", "right"), ("AL", "right"),
         ("AL drafting", "right"), ("AR", "right"), ("CAR", "left"), ("out tok/s", "right"),
         ("user tok/s", "right"), ("TTFT s", "right"), ("speedup", "right"), ("stream vs ctr", "right"),
-        ("efficiency", "right"),
+        ("efficiency", "right"), ("client µs/out", "right"),
     )
     for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -85,6 +85,7 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
             " ".join(_fmt(v) for v in r.acceptance.conditional_acceptance_rates) or "-",
             _fmt(r.speed.output_tps, 1), _fmt(r.speed.user_tps_median, 1), _fmt(r.speed.ttft_median_s, 3),
             f"{gain:.2f}x" if gain else "-", _fidelity_cell(r), efficiency if r.speed.harness_efficiency is not None else "-",
+            _fmt(r.speed.client_cpu_us_per_output, 1),
         )
     buffer = io.StringIO()
     Console(file=buffer, width=width, force_terminal=False, color_system=None).print(table)
@@ -173,20 +174,39 @@ class ReportsPlugin:
         output_json["speedbench_record_schema"] = SCHEMA_VERSION
         self._benchmark_json_written = True
 
+    def check_writable(self) -> None:
+        """Fail now, not after hours of benchmarking, when a results file cannot be written."""
+        for path in self._targets():
+            try:
+                ensure_writable(path)
+            except ResultsWriteError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def _targets(self) -> list[Path]:
+        targets = []
+        if settings_of(self.config).results_json:
+            targets.append(Path(str(settings_of(self.config).results_json)))
+        benchmark_json = getattr(self.config.option, "benchmark_json", None)
+        if benchmark_json is not None:
+            # pytest-benchmark gives an open file in older releases, a path in newer ones.
+            targets.append(Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name))
+        return targets
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.records:
             return
         records = self.final_records()
         document = results_document(records)
-        target = settings_of(self.config).results_json
-        if target:
-            atomic_write_json(target, document)
-        benchmark_json = getattr(self.config.option, "benchmark_json", None)
-        if benchmark_json is not None and not self._benchmark_json_written:
-            # pytest-benchmark writes nothing under xdist or --benchmark-disable: the same schema here.
-            path = Path(benchmark_json) if isinstance(benchmark_json, (str, os.PathLike)) else Path(benchmark_json.name)
-            atomic_write_json(path, document)
+        try:
+            if settings_of(self.config).results_json:
+                atomic_write_json(self._targets()[0], document)
+            if getattr(self.config.option, "benchmark_json", None) is not None and not self._benchmark_json_written:
+                # pytest-benchmark writes nothing under xdist or --benchmark-disable: the same schema here.
+                atomic_write_json(self._targets()[-1], document)
+        except ResultsWriteError as exc:
+            self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
+            self.failed = True
         try:
             self.config.hook.pytest_speedbench_records(config=self.config, records=records)
         except Exception:  # noqa: BLE001 - a failing writer must not lose the results already written

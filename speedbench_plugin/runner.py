@@ -96,7 +96,7 @@ async def _run_item(
             stream.error = f"{type(exc).__name__}: {exc}"
             results.append(MeasuredRequest(item.question_id, turn, round_index, digest, stream))
             break  # later turns depend on this answer
-        results.append(MeasuredRequest(item.question_id, turn, round_index, digest, stream))
+        results.append(MeasuredRequest(item.question_id, turn, round_index, digest, stream, tuple(prompt_ids)))
         if item.prompt_ids is None and turn + 1 < turns:
             messages.append({"role": "assistant", "content": tokenizer.decode(stream.output_ids)})  # type: ignore[union-attr]
     return results

@@ -82,9 +82,16 @@ CLIENT_BOUND = o.Option(
     "0.9", kind=o.number(0.0, 1.0),
 )
 
+CEILING = o.Option(
+    "speedbench-ceiling",
+    "also run each case's prompts through the engine's own non-streaming path and report engine_ceiling_tps and "
+    "harness_efficiency: auto (throughput split), on (every split), off", "auto", kind=o.choice("auto", "on", "off"),
+)
+
 OPTIONS: tuple[o.Option, ...] = (
     ENGINE, MODEL, DRAFTER, CONCURRENCY, NUM_REQUESTS, MAX_TOKENS, TEMPERATURE, ENGINE_ARGS, ROUNDS, CATEGORIES,
     DATASET, ENDPOINT, PRESET, RESULTS_JSON, CROSS_ENGINE, PROGRESS, STRICT_FIDELITY, CLIENT_BOUND, RUN_DIR,
+    CEILING,
 )
 
 
@@ -98,6 +105,11 @@ def _preset(name: str | None) -> Mapping[str, Any]:
         return load_preset(name)
     except PresetError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _tp_arg(engine_args: Mapping[str, Any]) -> Any:
+    """Tensor parallelism as vLLM and TensorRT-LLM name it, or as SGLang does (``tp_size``)."""
+    return engine_args.get("tensor_parallel_size", engine_args.get("tp_size", 1))
 
 
 @dataclass(frozen=True)
@@ -119,12 +131,13 @@ class Settings:
     cross_engine: str | None = None
     strict_fidelity: bool = False
     client_bound_efficiency: float = 0.9
+    ceiling: str = "auto"
     explicit: frozenset[str] = frozenset()  # options the user set (command line, ini or preset)
     min_per_category: int | None = None  # when the suite picks the prompt count, at least this many
 
     @property
     def tensor_parallel_size(self) -> int:
-        tp = self.engine_args.get("tensor_parallel_size", 1)
+        tp = _tp_arg(self.engine_args)
         return tp if isinstance(tp, int) and not isinstance(tp, bool) else 1
 
     @classmethod
@@ -136,7 +149,7 @@ class Settings:
 
         explicit = frozenset(option.name for option in OPTIONS if o.is_set(config, option, preset))
         engine_args = get(ENGINE_ARGS)
-        tp = engine_args.get("tensor_parallel_size", 1)
+        tp = _tp_arg(engine_args)
         if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
             raise pytest.UsageError(f"--speedbench-engine-args tensor_parallel_size={tp!r}: not a positive integer")
         return cls(
@@ -157,6 +170,7 @@ class Settings:
             cross_engine=get(CROSS_ENGINE),
             strict_fidelity=get(STRICT_FIDELITY),
             client_bound_efficiency=get(CLIENT_BOUND),
+            ceiling=get(CEILING),
             explicit=explicit,
         )
 

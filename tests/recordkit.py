@@ -21,12 +21,12 @@ def make_record(drafter: str = "ngram:k=3", *, split: str = "throughput", tier: 
                 output_tps: float | None = 10.0, user_tps: float | None = 10.0, step_latency: float | None = 0.05,
                 al: float | None = 1.0, histogram: list[int] | None = None, steps: int = 10, rounds: int = 1,
                 tp: int = 1, sections: dict[str, Any] | None = None, requests: tuple[RequestRow, ...] = (),
-                counters: Counters | None = None, max_tokens: int = 64, **speed: Any) -> Record:
+                counters: Counters | None = None, max_tokens: int = 64, model: str = "m", **speed: Any) -> Record:
     spec = DrafterSpec.parse(drafter)
     k = spec.k if spec.enabled else 0
     label = category if category is not None else f"{bucket}-{tier}"
     case = CaseKey(case_id=f"{spec.id}-{label}-{concurrency}", nodeid=f"t::{spec.id}-{label}-{concurrency}", split=split,
-                   engine=engine, engine_version="1", model="m", model_sha="sha", model_identity="weights-sha256",
+                   engine=engine, engine_version="1", model=model, model_sha="sha", model_identity="weights-sha256",
                    drafter=spec, concurrency=concurrency, max_tokens=max_tokens, temperature=0.0, rounds=rounds,
                    category=category, bucket=bucket if category is None else None, tier=tier if category is None else None)
     hist = histogram if histogram is not None else [steps] + [0] * k

@@ -1,16 +1,18 @@
 """The gate's statistics and per-case judgement on synthetic data (no engine, no pytest run)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
-from typing import Any
 
 import numpy as np
 import pytest
+from recordkit import make_record
 
 from speedbench_plugin.compare import judge, stats
 from speedbench_plugin.compare.matching import index_by_key, match_key
 from speedbench_plugin.compare.settings import Thresholds
+from speedbench_plugin.record import Record, RequestRow
 
 # --- stats -------------------------------------------------------------------------------------
 
@@ -97,7 +99,8 @@ def test_thresholds_take_the_larger_of_absolute_and_relative() -> None:
 
 
 def _record(case_id: str = "test_q[fake-ngram_k3-coding]", *, k: int = 3, accept: float = 0.6, n: int = 20,
-            rounds: int = 1, tps: float = 100.0, tps_noise: float = 0.01, seed: int = 0, **extra: Any) -> dict[str, Any]:
+            rounds: int = 1, tps: float = 100.0, tps_noise: float = 0.01, seed: int = 0,
+            engine_version: str = "1", max_tokens: int = 64) -> Record:
     rng = random.Random(seed)
     rows = []
     for r in range(rounds):
@@ -110,21 +113,18 @@ def _record(case_id: str = "test_q[fake-ngram_k3-coding]", *, k: int = 3, accept
                     j += 1
                 hist[j] += 1
             accepted = sum(j * c for j, c in enumerate(hist))
-            rows.append({
-                "question_id": f"q{q}", "turn": 0, "round": r, "error": None, "step_histogram": hist,
-                "user_tps": tps / 4 * rng.uniform(1 - tps_noise, 1 + tps_noise), "ttft_s": 0.05,
-                "counters": {"num_accepted_tokens": accepted, "num_draft_tokens": k * sum(hist)},
-            })
-    return {
-        "case_id": case_id, "engine": "fake", "engine_version": "1", "model_sha": "abc", "drafter": f"ngram:k={k}",
-        "drafter_id": f"ngram_k{k}", "k": k, "concurrency": 1, "max_tokens": 64, "temperature": 0.0,
-        "rounds": rounds, "requests": rows,
-        "output_tps_rounds": [tps * rng.uniform(1 - tps_noise, 1 + tps_noise) for _ in range(rounds)],
-        **extra,
-    }
+            rows.append(RequestRow(
+                f"q{q}", 0, r, None, 10, sum((j + 1) * c for j, c in enumerate(hist)), steps=sum(hist),
+                step_tokens=sum((j + 1) * c for j, c in enumerate(hist)), step_histogram=hist,
+                user_tps=tps / 4 * rng.uniform(1 - tps_noise, 1 + tps_noise), ttft_s=0.05,
+                counters={"num_accepted_tokens": accepted, "num_draft_tokens": k * sum(hist)},
+            ))
+    record = make_record(f"ngram:k={k}", category="coding", rounds=rounds, requests=tuple(rows), max_tokens=max_tokens,
+                         output_tps_rounds=[tps * rng.uniform(1 - tps_noise, 1 + tps_noise) for _ in range(rounds)])
+    return dataclasses.replace(record, case=dataclasses.replace(record.case, case_id=case_id, engine_version=engine_version))
 
 
-def _compare(cur: dict, base: dict, family_size: int = 1, force: bool = False, hw: dict | None = None) -> judge.CaseComparison:
+def _compare(cur: Record, base: Record, family_size: int = 1, force: bool = False, hw: dict | None = None) -> judge.CaseComparison:
     return judge.compare_case(
         cur, base, baseline_path="b.json", thresholds=Thresholds(resamples=1000), family_size=family_size,
         current_hardware=hw or {"cpu_model": "x", "gpus": []}, baseline_hardware={"cpu_model": "x", "gpus": []},
@@ -158,8 +158,10 @@ def test_acceptance_rise_is_an_improvement() -> None:
 def test_a_drop_below_the_threshold_is_unchanged() -> None:
     base = _record()
     cur = _record()
-    cur["requests"][0]["step_histogram"][1] -= 1  # one step of one request accepted one token less
-    cur["requests"][0]["step_histogram"][0] += 1
+    first = cur.requests[0]  # one step of one request accepted one token less
+    hist = [first.step_histogram[0] + 1, first.step_histogram[1] - 1, *first.step_histogram[2:]]
+    changed = dataclasses.replace(first, step_histogram=hist, step_tokens=first.step_tokens - 1)
+    cur = dataclasses.replace(cur, requests=(changed, *cur.requests[1:]))
     result = _compare(cur, base)
     assert _metric(result, "AL").status == judge.UNCHANGED
 
@@ -218,6 +220,5 @@ def test_drafter_method_matching() -> None:
     assert match_key("test_q[vllm-ngram_k3-coding]", "ngram_k3", "drafter-method") == "test_q[vllm-ngram*-coding]"
     assert match_key("test_q[vllm-ngram_k3-coding]", "ngram_k3", "id") == "test_q[vllm-ngram_k3-coding]"
     assert match_key("test_q[vllm-none]", "none", "drafter-method") == "test_q[vllm-none*]"
-    index = index_by_key([{"case_id": "t[e-ngram_k3-a]", "drafter_id": "ngram_k3"},
-                          {"case_id": "t[e-ngram_k5-a]", "drafter_id": "ngram_k5"}], "drafter-method")
+    index = index_by_key([_record("t[e-ngram_k3-a]", k=3), _record("t[e-ngram_k5-a]", k=5)], "drafter-method")
     assert len(index["t[e-ngram*-a]"]) == 2  # ambiguous: the plugin says so instead of guessing

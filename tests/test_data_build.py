@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from speedbench_plugin.cache import cache_dir
+from speedbench_plugin.cache import INTEGRITY_FILE, cache_dir, verify_files
 from speedbench_plugin.data import QUALITATIVE_CATEGORIES, load_questions, per_category
 from speedbench_plugin.data.__main__ import main as cli
 from speedbench_plugin.data.io import qualitative_split_path
@@ -48,6 +48,11 @@ def test_build_qualitative_end_to_end(fresh_cache, capsys):
     assert len(manifest["prompt_sha256"]) == len(questions) == 880
     assert 0.1 < manifest["multiturn_rows"] / 880 < 0.35  # SPEED-Bench: ~20% multi-turn
     assert {"mt_bench", "humaneval"} <= set(manifest["sources"])
+    # Both files of the split carry the sha256 the build wrote, and the loader checked them above.
+    recorded = json.loads((qualitative_split_path().parent / INTEGRITY_FILE).read_text())["files"]
+    assert {name: entry["recorded"] for name, entry in recorded.items()} == {"test.jsonl": "written",
+                                                                           "test.parquet": "written"}
+    assert verify_files(qualitative_split_path().parent, ["test.jsonl", "test.parquet"], "") == []
     # Same seed, same split; the parquet copy holds the same rows.
     first = qualitative_split_path().read_text()
     assert cli(["build-qualitative", "--seed", "0"]) == 0

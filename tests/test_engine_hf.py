@@ -187,3 +187,65 @@ def test_lossless_on_embedded_model(embedded, prompts):
     for label, counts in (("ngram", ngram_counts), ("draft first10", draft_counts)):
         print(f"\nhf embedded {label}: AL(drafting steps)={1 + counts.num_accepted_tokens / max(counts.num_drafts, 1):.3f} "
               f"AR={counts.num_accepted_tokens / max(counts.num_draft_tokens, 1):.3f} steps={counts.num_steps}")
+
+
+# --- pruned draft vocabulary (vocab=N) --------------------------------------------------------
+
+def test_vocab_mask_sets_pruned_logits_to_minus_inf():
+    import torch
+
+    from speedbench_plugin.engines.hf import KeptVocabularyMask
+
+    kept = torch.tensor([True, False, True, False])
+    scores = torch.tensor([[0.5, 9.0, 0.1, 8.0, 7.0, 6.0]])  # two columns beyond the mask: never kept
+    masked = KeptVocabularyMask(kept)(None, scores)
+    assert masked.argmax(-1).item() == 0
+    assert torch.isinf(masked[0, [1, 3, 4, 5]]).all() and masked[0, 0] == 0.5 and masked[0, 2] == pytest.approx(0.1)
+    assert scores[0, 1] == 9.0  # the caller's tensor is left alone
+
+
+@pytest.mark.parametrize(("vocab", "message"), [(10**6, "larger than the vocabulary"), (2, "smaller than the 3 special")])
+def test_bad_vocab_fails_naming_the_option(tiny, prompts, vocab, message):
+    with pytest.raises(EngineError, match=f"vocab={vocab}.*{message}"):
+        run_engine(tiny, f"draft:k=3,model={tiny},vocab={vocab}", prompts[:1], GREEDY)
+
+
+def test_vocab_on_ngram_is_refused_by_the_parser():
+    from speedbench_plugin.drafters import DrafterSpecError
+
+    with pytest.raises(DrafterSpecError, match="ngram takes no 'vocab'"):
+        DrafterSpec.parse("ngram:k=3,vocab=100")
+
+
+def test_pruned_self_draft_is_lossless_and_only_accepts_kept_tokens(tiny, prompts):
+    """The target drafts for itself: full vocabulary accepts everything; with vocab=N the output is
+    unchanged and every accepted draft token is one of the N kept tokens."""
+    from speedbench_plugin.vocab import draft_vocabulary
+
+    plain, _ = run_engine(tiny, "none", prompts, GREEDY)
+    full, _ = run_engine(tiny, f"draft:k=3,model={tiny}", prompts, GREEDY)
+    # Only the 3 special tokens: the random model (which repeats "\n") says none of them.
+    pruned, counters = run_engine(tiny, f"draft:k=3,model={tiny},vocab=3", prompts, GREEDY)
+    kept = draft_vocabulary(tiny, 3).mask
+    for base, f, p in zip(plain, full, pruned):
+        assert p.output_ids == base.output_ids == f.output_ids
+        inside = sum(1 for tok in p.output_ids if kept[tok])
+        assert p.spec.num_accepted_tokens <= inside  # accepted drafts are output tokens from the kept set
+        assert f.spec.num_accepted_tokens == f.spec.num_draft_tokens
+    assert sum(p.spec.num_accepted_tokens for p in pruned) < sum(f.spec.num_accepted_tokens for f in full)
+    assert counters.num_accepted_tokens == sum(p.spec.num_accepted_tokens for p in pruned)
+
+
+def test_describe_names_the_reference_corpus(tiny):
+    async def main():
+        engine = HFEngine(EngineConfig(model=str(tiny), drafter=DrafterSpec.parse(f"draft:k=2,model={tiny},vocab=500")))
+        await engine.start()
+        try:
+            return engine.describe()
+        finally:
+            await engine.stop()
+
+    info = asyncio.run(main())["draft_vocabulary"]
+    assert info["vocab"] == 500 and info["applied_by"] == "hf:assistant_logits_processor"
+    assert info["corpus"]["tokens"] > 100_000 and len(info["corpus"]["sha256"]) == 64
+    assert len(info["kept_sha256"]) == 64

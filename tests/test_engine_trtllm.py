@@ -1,29 +1,27 @@
-"""TensorRT-LLM adapter: drafter → decoding config, sampling, and parsing of streamed outputs and
-iteration stats on recorded samples of the documented shapes. The real engine needs CUDA (``gpu``)."""
+"""The TensorRT-LLM adapter's real ``start()``/``generate()``/``counters()`` against a stand-in
+``tensorrt_llm`` module (TensorRT-LLM needs CUDA): the stand-in replays recorded outputs of the
+documented shapes (tests/samples/trtllm_*.json) and records what the adapter passed it. The real
+engine: ``gpu``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines.base import EngineConfig, EngineError, Sampling
-from speedbench_plugin.engines.trtllm import (
-    TRTLLMEngine,
-    adapt_sampling_kwargs,
-    adapt_spec_kwargs,
-    chunks_from_outputs,
-    counts_from_iteration_stats,
-    llm_kwargs,
-    request_raw,
-    resolve_spec_class,
-    sampling_kwargs,
-    spec_config_for,
-)
+from speedbench_plugin.engines.trtllm import TRTLLMEngine
 
 SAMPLES = Path(__file__).parent / "samples"
+RELEASES = json.loads((SAMPLES / "trtllm_releases.json").read_text())
+STREAM = json.loads((SAMPLES / "trtllm_stream.json").read_text())
+STATS = json.loads((SAMPLES / "trtllm_iteration_stats.json").read_text())
 
 
 def _cuda() -> bool:
@@ -35,80 +33,167 @@ def _cuda() -> bool:
         return False
 
 
+class StandInTRTLLM:
+    """A stand-in for the ``tensorrt_llm`` package: ``LLM`` replays a recorded stream per request
+    and hands out recorded iteration stats in the batches given, draining as the real queue does."""
+
+    def __init__(self, release: str, stats_batches: list[list[Any]] | None = None) -> None:
+        self.release = RELEASES[release]
+        self.stats_batches = list(stats_batches or [])
+        self.llms: list[Any] = []
+        self.sampling: list[Any] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        stand_in = self
+
+        def config_class(name: str, fields: list[str]) -> type:
+            def __init__(self, **kwargs: Any) -> None:
+                unknown = set(kwargs) - set(fields)
+                if unknown:
+                    raise TypeError(f"{name}: unexpected {sorted(unknown)}")
+                self.kwargs = kwargs
+
+            return type(name, (), {"model_fields": {f: None for f in fields}, "__init__": __init__})
+
+        llmapi = types.ModuleType("tensorrt_llm.llmapi")
+        for name, fields in self.release["classes"].items():
+            setattr(llmapi, name, config_class(name, fields))
+        sampling_params = dataclasses.make_dataclass("SamplingParams", [(f, Any, None) for f in self.release["sampling"]])
+
+        class LLM:
+            def __init__(self, **kwargs: Any) -> None:
+                self.kwargs = kwargs
+                self.closed = False
+                stand_in.llms.append(self)
+
+            async def generate_async(self, prompt_ids: list[int], params: Any, streaming: bool):
+                assert streaming is True
+                stand_in.sampling.append(params)
+                for state in STREAM["outputs"]:
+                    await asyncio.sleep(0)
+                    yield types.SimpleNamespace(outputs=[types.SimpleNamespace(**state)])
+
+            def get_stats(self, timeout: float) -> list[Any]:
+                return stand_in.stats_batches.pop(0) if stand_in.stats_batches else []
+
+            def shutdown(self) -> None:
+                self.closed = True
+
+        root = types.ModuleType("tensorrt_llm")
+        root.LLM = LLM  # type: ignore[attr-defined]
+        root.SamplingParams = sampling_params  # type: ignore[attr-defined]
+        root.llmapi = llmapi  # type: ignore[attr-defined]
+        root.__version__ = "stand-in"  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "tensorrt_llm", root)
+        monkeypatch.setitem(sys.modules, "tensorrt_llm.llmapi", llmapi)
+
+
+def _drive(engine: TRTLLMEngine, n_requests: int, sampling: Sampling | None = None):
+    sampling = sampling or Sampling(max_tokens=7, ignore_eos=True, seed=9)
+
+    async def main():
+        await engine.start()
+        try:
+            before = await engine.counters()
+            results = [await engine.generate([1, 2, 3], sampling, f"t{i}") for i in range(n_requests)]
+            return before, results, await engine.counters()
+        finally:
+            await engine.stop()
+
+    return asyncio.run(main())
+
+
+# --- start(): the decoding config the installed release has ---------------------------------------
+
 @pytest.mark.parametrize(
-    ("spec", "expected"),
+    ("spec", "cls", "fields"),
     [
-        ("eagle3:k=3,model=/e3", ("Eagle3DecodingConfig", {"max_draft_len": 3, "speculative_model": "/e3"})),
-        ("eagle:k=2,model=/e", ("EagleDecodingConfig", {"max_draft_len": 2, "speculative_model": "/e"})),
-        ("draft:k=4,model=/d", ("DraftTargetDecodingConfig", {"max_draft_len": 4, "speculative_model": "/d"})),
-        ("ngram:k=3,max=2", ("NGramDecodingConfig", {"max_draft_len": 3, "max_matching_ngram_size": 2})),
-        ("mtp:k=3", ("MTPDecodingConfig", {"num_nextn_predict_layers": 3})),
+        ("eagle3:k=3,model=/e3", "Eagle3DecodingConfig", {"max_draft_len": 3, "speculative_model": "/e3"}),
+        ("eagle:k=2,model=/e", "EagleDecodingConfig", {"max_draft_len": 2, "speculative_model": "/e"}),
+        ("draft:k=4,model=/d", "DraftTargetDecodingConfig", {"max_draft_len": 4, "speculative_model": "/d"}),
+        ("ngram:k=3,max=2", "NGramDecodingConfig", {"max_draft_len": 3, "max_matching_ngram_size": 2}),
+        ("mtp:k=3", "MTPDecodingConfig", {"num_nextn_predict_layers": 3}),
     ],
 )
-def test_spec_config_mapping(spec, expected):
-    assert spec_config_for(DrafterSpec.parse(spec)) == expected
+def test_drafters_start_with_their_decoding_config(monkeypatch, spec, cls, fields):
+    stand_in = StandInTRTLLM("current")
+    stand_in.install(monkeypatch)
+    engine = TRTLLMEngine(EngineConfig("/t", DrafterSpec.parse(spec), {"tensor_parallel_size": 8}))
+    _drive(engine, 0)
+    llm = stand_in.llms[0]
+    config = llm.kwargs.pop("speculative_config")
+    assert type(config).__name__ == cls and config.kwargs == fields
+    off = spec.split(":")[0] in ("ngram", "draft")  # these need the overlap scheduler off
+    assert llm.kwargs == {"model": "/t", "enable_iter_perf_stats": True, "iter_stats_max_iterations": 100_000,
+                          "tensor_parallel_size": 8, **({"disable_overlap_scheduler": True} if off else {})}
+    assert llm.closed and engine.describe()["speculative_config_class"] == cls
 
 
-def test_spec_config_errors_and_none():
-    assert spec_config_for(DrafterSpec.parse("none")) is None
+def test_release_1_0_spellings(monkeypatch):
+    stand_in = StandInTRTLLM("1.0")
+    stand_in.install(monkeypatch)
+    engine = TRTLLMEngine(EngineConfig("/t", DrafterSpec.parse("eagle3:k=3,model=/e3")))
+    _drive(engine, 1)
+    config = stand_in.llms[0].kwargs["speculative_config"]
+    # 1.0: no Eagle3DecodingConfig (EAGLE-3 went through EagleDecodingConfig), speculative_model_dir
+    assert type(config).__name__ == "EagleDecodingConfig"
+    assert config.kwargs == {"max_draft_len": 3, "speculative_model_dir": "/e3"}
+    params = stand_in.sampling[0]
+    assert (params.random_seed, params.max_tokens, params.ignore_eos) == (9, 7, True)  # seed -> random_seed
+
+
+def test_what_the_release_lacks_is_an_error_naming_it(monkeypatch):
+    StandInTRTLLM("1.0").install(monkeypatch)
+    with pytest.raises(EngineError, match="no tensorrt_llm.llmapi.DraftTargetDecodingConfig"):
+        _drive(TRTLLMEngine(EngineConfig("/t", DrafterSpec.parse("draft:k=3,model=/d"))), 0)
     with pytest.raises(EngineError, match="model=PATH"):
-        spec_config_for(DrafterSpec("draft", 3))
-    with pytest.raises(EngineError, match="min"):
-        spec_config_for(DrafterSpec.parse("ngram:k=3,max=3,min=2"))
+        _drive(TRTLLMEngine(EngineConfig("/t", DrafterSpec("draft", 3))), 0)
+    with pytest.raises(EngineError, match="no minimum match size"):
+        _drive(TRTLLMEngine(EngineConfig("/t", DrafterSpec.parse("ngram:k=3,max=3,min=2"))), 0)
 
 
-def test_overlap_scheduler_off_only_where_required():
-    for spec, off in [("ngram:k=3", True), ("draft:k=3,model=/d", True), ("eagle3:k=3,model=/e", False),
-                      ("mtp:k=3", False), ("none", False)]:
-        kwargs = llm_kwargs(EngineConfig("/t", DrafterSpec.parse(spec)))
-        assert kwargs.get("disable_overlap_scheduler", False) is off, spec
-        assert kwargs["enable_iter_perf_stats"] is True
+# --- generate() and counters() on recorded outputs ------------------------------------------------
+
+def test_stream_and_iteration_stats(monkeypatch):
+    # the stats queue as it fills: nothing before the first request, then two drains
+    stand_in = StandInTRTLLM("current", [[], STATS[:3], STATS[3:]])
+    stand_in.install(monkeypatch)
+    engine = TRTLLMEngine(EngineConfig("/t", DrafterSpec.parse("ngram:k=3")))
+    before, results, after = _drive(engine, 1)
+    (result,) = results
+    assert [list(c.token_ids) for c in result.chunks] == STREAM["expected_chunks"]  # the repeated state adds none
+    times = [c.t for c in result.chunks]
+    assert times == sorted(times) and result.t_submit <= times[0]
+    assert result.finish_reason == "length" and result.spec is None and result.steps is None
+    assert result.spec_raw == {"decoding_iter": 3, "output_tokens": 7, "avg_decoded_tokens_per_iter": 2.3333333333333335,
+                               "implied_acceptance_length": 7 / 3}
+    params = stand_in.sampling[0]
+    assert (params.seed, params.detokenize, params.temperature) == (9, False, 0.0)
+    assert before is None  # no iteration carried SD stats yet: unavailable, not zero
+    assert (after.num_drafts, after.num_draft_tokens, after.num_accepted_tokens) == (4, 12, 5)
+    assert after.accepted_per_pos == [] and after.source == "trtllm:iteration_stats"
+    caps = engine.capabilities
+    assert caps.counter_sources == ("trtllm:iteration_stats",) and not caps.per_step_record
+    assert any("per-position" in m for m in caps.missing)
+    assert engine.describe()["engine_version"] == "tensorrt_llm==stand-in"
 
 
-def test_engine_args_pass_through():
-    kwargs = llm_kwargs(EngineConfig("/t", DrafterSpec.parse("eagle3:k=3,model=/e"),
-                                     engine_args={"tensor_parallel_size": 8, "max_batch_size": 32}))
-    assert (kwargs["tensor_parallel_size"], kwargs["max_batch_size"], kwargs["model"]) == (8, 32, "/t")
+def test_counters_accumulate_across_drains(monkeypatch):
+    stand_in = StandInTRTLLM("current", [STATS[:2], STATS[2:], []])
+    stand_in.install(monkeypatch)
+    engine = TRTLLMEngine(EngineConfig("/t", DrafterSpec.parse("ngram:k=3")))
+    before, _, after = _drive(engine, 1)
+    assert (before.num_drafts, before.num_accepted_tokens) == (2, 4)
+    # the second drain adds to the first; an empty third drain changes nothing
+    assert (after.num_drafts, after.num_draft_tokens, after.num_accepted_tokens) == (5, 15, 8)
 
 
-def test_release_differences_are_adapted():
-    # 1.0 had no Eagle3DecodingConfig and called the checkpoint field speculative_model_dir
-    eagle3 = DrafterSpec.parse("eagle3:k=3,model=/e3")
-    assert resolve_spec_class(eagle3, {"EagleDecodingConfig"}) == "EagleDecodingConfig"
-    assert resolve_spec_class(eagle3, {"Eagle3DecodingConfig", "EagleDecodingConfig"}) == "Eagle3DecodingConfig"
-    with pytest.raises(EngineError, match="MTPDecodingConfig"):
-        resolve_spec_class(DrafterSpec.parse("mtp:k=1"), {"EagleDecodingConfig"})
-    old = adapt_spec_kwargs({"max_draft_len": 3, "speculative_model": "/e3"}, {"max_draft_len", "speculative_model_dir"})
-    assert old == {"max_draft_len": 3, "speculative_model_dir": "/e3"}
-    with pytest.raises(EngineError, match="no field"):
-        adapt_spec_kwargs({"max_draft_len": 3, "bogus": 1}, {"max_draft_len"})
-    sampling = sampling_kwargs(Sampling(max_tokens=5, seed=9, ignore_eos=True))
-    assert sampling == {"max_tokens": 5, "temperature": 0.0, "top_p": 1.0, "ignore_eos": True,
-                        "detokenize": False, "seed": 9}
-    assert adapt_sampling_kwargs(sampling, {"max_tokens", "temperature", "top_p", "ignore_eos", "random_seed"}) == {
-        "max_tokens": 5, "temperature": 0.0, "top_p": 1.0, "ignore_eos": True, "random_seed": 9}
-
-
-def test_iteration_stats_sample():
-    stats = json.loads((SAMPLES / "trtllm_iteration_stats.json").read_text())
-    counts = counts_from_iteration_stats(stats)
-    assert (counts.num_drafts, counts.num_draft_tokens, counts.num_accepted_tokens) == (5, 15, 8)
-    assert counts.accepted_per_pos == []  # TensorRT-LLM reports no per-position acceptance
-    assert counts.source == "trtllm:iteration_stats"
-    # no SD in any iteration -> no counters, not zeros
-    assert counts_from_iteration_stats(stats[:1]) is None
-    assert counts_from_iteration_stats([]) is None
-
-
-def test_stream_sample():
-    data = json.loads((SAMPLES / "trtllm_stream.json").read_text())
-    chunks, last = chunks_from_outputs([(float(i), o) for i, o in enumerate(data["outputs"])])
-    assert [list(c.token_ids) for c in chunks] == data["expected_chunks"]
-    assert [c.t for c in chunks] == [0.0, 1.0, 3.0]  # the repeated state added no chunk
-    raw = request_raw(last, sum(c.n_tokens for c in chunks))
-    assert raw == {"decoding_iter": 3, "output_tokens": 7, "avg_decoded_tokens_per_iter": 2.3333333333333335,
-                   "implied_acceptance_length": 7 / 3}
-    assert request_raw({"token_ids": [1]}, 1) is None
+def test_no_drafter_no_counters(monkeypatch):
+    StandInTRTLLM("current", [STATS]).install(monkeypatch)
+    engine = TRTLLMEngine(EngineConfig("/t", DrafterSpec.parse("none")))
+    before, results, after = _drive(engine, 1)
+    assert before is None and after is None and results[0].output_tokens == 7
+    assert engine.capabilities.counter_sources == ()
 
 
 def test_missing_package_names_it():
@@ -126,6 +211,8 @@ def test_missing_package_names_it():
 @pytest.mark.slow
 @pytest.mark.skipif(not _cuda(), reason="TensorRT-LLM needs a CUDA GPU")
 def test_real_trtllm_ngram_counters(tiny_model_dir):
+    pytest.importorskip("tensorrt_llm")
+
     async def main():
         engine = TRTLLMEngine(EngineConfig(tiny_model_dir, DrafterSpec.parse("ngram:k=3")))
         await engine.start()

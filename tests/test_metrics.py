@@ -140,3 +140,9 @@ def test_empty_inputs_give_nan_not_errors() -> None:
     assert math.isnan(m.acceptance_rate(SpecCounts(0, 0, 0, [], "t")))
     assert math.isnan(m.percentile([], 50))
     assert math.isnan(m.speedup(None, 3.0)) and math.isnan(m.harness_efficiency(3.0, None))
+
+
+def test_fewest_steps_splits_merged_chunks() -> None:
+    assert m.fewest_steps(stream([1, 1, 1, 1]), 0) == 3
+    assert m.fewest_steps(stream([1, 16]), 0) == 16  # no drafter: one token per step
+    assert m.fewest_steps(stream([1, 4, 9]), 3) == 1 + 3

@@ -244,3 +244,45 @@ def test_prompt_beyond_context_is_named_and_the_rest_still_runs(pytester: pytest
     record = json.loads(out.read_text())["benchmarks"][0]["extra_info"]["speedbench"]
     assert [row["question_id"] for row in record["requests"] if not row["error"]] == ["short"]
     assert record["acceptance"]["output_tokens"] == 16
+
+
+def test_ceiling_efficiency_and_client_cost_reach_the_record(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    result, bench, _ = _run(pytester, tiny_model_dir, "--speedbench-ceiling=on", "--speedbench-engine-args", "step_s=0.002")
+    result.assert_outcomes(passed=4)
+    for record in _records(bench).values():
+        speed = record["speed"]
+        assert speed["engine_ceiling_tps"] > 0 and speed["engine_ceiling_path"] == "fake engine, no streaming"
+        assert speed["harness_efficiency"] == pytest.approx(speed["output_tps"] / speed["engine_ceiling_tps"])
+        assert speed["client_cpu_us_per_output"] > 0 and speed["ceiling_cpu_us_per_output"] > 0
+    _, bench_off, _ = _run(pytester, tiny_model_dir, name="off")  # auto: the qualitative split has none
+    assert all(r["speed"]["engine_ceiling_tps"] is None for r in _records(bench_off).values())
+
+
+def test_a_client_bound_case_is_flagged_and_its_speed_not_judged(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    """A slow chunk handler (FakeEngine's client_cost_s burns CPU on the event loop per chunk) makes
+    the streamed figures fall behind the engine's own path: the case says so and the gate does not judge it."""
+    pace = ("--speedbench-ceiling=on", "--speedbench-engine-args", "step_s=0.002", "--speedbench-rounds=6")
+    base = pytester.path / "base.json"
+    saved, _, _ = _run(pytester, tiny_model_dir, *pace, f"--speedbench-save-baseline={base}", drafters=("ngram:k=3",),
+                       name="base")
+    saved.assert_outcomes(passed=2)
+    slow, bench, _ = _run(pytester, tiny_model_dir, *pace, "--speedbench-engine-args", "client_cost_s=0.01",
+                          f"--speedbench-compare={base}", drafters=("ngram:k=3",), name="slow")
+    slow.assert_outcomes(passed=2)  # not a regression: the engine did not get slower, the client did
+    for record in _records(bench).values():
+        assert record["speed"]["client_bound"] and record["speed"]["harness_efficiency"] < 0.9
+        speed_verdicts = [m for m in record["sections"]["comparison"]["metrics"] if m["kind"] == "speed"]
+        assert speed_verdicts and all(m["status"] == "not comparable" and "client-bound" in m["note"]
+                                      for m in speed_verdicts)
+    slow.stdout.fnmatch_lines(["*CLIENT-BOUND*"])
+
+
+def test_an_unwritable_results_path_fails_before_any_case_runs(pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    blocker = pytester.path / "a-file"
+    blocker.write_text("not a folder")
+    result = pytester.runpytest_subprocess("--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}",
+                                           f"--speedbench-json={blocker / 'results.json'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: cannot write {blocker / 'results.json'}: *nothing was written*"])
+    assert "passed" not in result.stdout.str()

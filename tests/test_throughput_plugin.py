@@ -33,7 +33,7 @@ def test_sweep_on_fake_engine_writes_tables_csv_and_plots(pytester: pytest.Pytes
     result = _run(
         pytester, tiny_model_dir, "--speedbench-drafter", "none", "--speedbench-drafter", "ngram:k=3",
         "--speedbench-draft-lengths", "1,2", "--speedbench-concurrency", "1,2", "--speedbench-tiers", "low_entropy,random",
-        "--speedbench-engine-args", "step_s=0.001", "-rs",
+        "--speedbench-engine-args", "step_s=0.001", "-rs", f"--speedbench-json={pytester.path / 'sweep.json'}",
     )
     # 3 drafters (none, ngram k1, k2) x 2 concurrencies x 2 tiers; the profile once (none); the
     # dynamic-table validation is the second phase, not run here.
@@ -60,7 +60,15 @@ def test_sweep_on_fake_engine_writes_tables_csv_and_plots(pytester: pytest.Pytes
     with open(results / "throughput_best_k.csv") as fh:
         best = list(csv.DictReader(fh))
     assert {r["concurrency"] for r in best} == {"1", "2"} and all(r["dynamic_table"].startswith("[[1, ") for r in best)
+    # The analyses live in the records: every SD case carries its cell's, every random case its overstatement.
+    records = [b["extra_info"]["speedbench"] for b in json.loads((pytester.path / "sweep.json").read_text())["benchmarks"]]
+    sd = [r for r in records if r["case"]["k"]]
+    assert sd and all(r["sections"]["draft_length"]["family"] == "ngram" for r in sd)
+    random_cases = [r for r in records if r["case"]["tier"] == "random"]
+    assert random_cases and all("overstatement_vs_real_mean" in r["sections"]["random_vs_real"] for r in random_cases)
     tables = json.loads((results / "dynamic_tables.json").read_text())["tables"]
+    by_cell = {(t["tier"], t["family"]): t["table"] for t in tables}
+    assert all(r["sections"]["draft_length"]["dynamic_table"] == by_cell[(r["case"]["tier"], "ngram")] for r in sd)
     assert {(t["tier"], t["family"]) for t in tables} == {("low_entropy", "ngram"), ("random", "ngram")}
     assert all(t["table"][0][0] == 1 and set(t["best_fixed"]) == {"1", "2"} for t in tables)
 

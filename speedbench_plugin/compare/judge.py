@@ -173,10 +173,19 @@ SPEED_METRICS = (
 # --- fingerprints ---------------------------------------------------------------------------
 
 
+def gpu_share(devices: str | None) -> str | None:
+    """How many GPUs the case's engine had: under xdist which worker (and so which GPUs of a
+    machine) runs a case changes from run to run, so the ids themselves are not compared."""
+    if devices is None:
+        return None
+    count = len([d for d in devices.split(",") if d.strip()])
+    return f"{count} GPU{'s' if count != 1 else ''}"
+
+
 def _case_facts(record: Record) -> dict[str, Any]:
     case = record.case
     return {"model_sha": case.model_sha, "drafter": str(case.drafter), "k": case.k, "concurrency": case.concurrency,
-            "devices": case.devices, "max_tokens": case.max_tokens, "temperature": case.temperature}
+            "devices": gpu_share(case.devices), "max_tokens": case.max_tokens, "temperature": case.temperature}
 
 
 def _differences(base: dict[str, Any], cur: dict[str, Any], keys: Sequence[str]) -> list[str]:
@@ -327,11 +336,24 @@ def compare_speed(base: Record, cur: Record, t: Thresholds, family_size: int, se
     return results, notes
 
 
+# What a user gains from: tokens per step and the speed figures. AR and the per-position rates
+# explain AL; a drafter that drafts less often scores a higher AR with a lower AL, so a rise in
+# them alone does not make a case "improved" (any significant drop still makes it "regressed").
+HEADLINE = frozenset({"AL", *(m.name for m in SPEED_METRICS)})
+SIDE_GAINS_NOTE = "AR or per-position rates improved but AL did not: not counted as an improvement"
+
+
+def side_gains_only(status: str, metrics: list[MetricResult]) -> bool:
+    """A case that passes unchanged although AR or a per-position rate rose significantly."""
+    return status in (UNCHANGED, IDENTICAL) and any(m.status == IMPROVED for m in metrics)
+
+
 def case_status(metrics: list[MetricResult]) -> str:
     statuses = {m.status for m in metrics}
-    for status in (REGRESSED, IMPROVED):
-        if status in statuses:
-            return status
+    if REGRESSED in statuses:
+        return REGRESSED
+    if any(m.status == IMPROVED and m.metric in HEADLINE for m in metrics):
+        return IMPROVED
     compared = statuses - {NOT_COMPARABLE}
     if not compared:
         return NOT_COMPARABLE
@@ -358,6 +380,8 @@ def compare_case(
         out.notes.append(f"drafter {b.drafter} (baseline) -> {c.drafter} (current)")
     if c.model_sha != b.model_sha:
         out.notes.append(f"model differs: sha {b.model_sha[:12]} (baseline) -> {c.model_sha[:12]} (current)")
+    if c.devices != b.devices and gpu_share(c.devices) == gpu_share(b.devices):
+        out.notes.append(f"devices {b.devices} (baseline) -> {c.devices} (current): as many GPUs, speed compared")
     blockers = workload_blockers(baseline, current)
     if blockers:
         out.notes.append("other workload: " + "; ".join(blockers))
@@ -369,6 +393,8 @@ def compare_case(
     out.metrics = acceptance + speed
     out.notes += notes_a + notes_s
     out.status = case_status(out.metrics)
+    if side_gains_only(out.status, out.metrics):
+        out.notes.append(SIDE_GAINS_NOTE)
     return out
 
 

@@ -223,10 +223,18 @@ def failure_message(comparison: dict[str, Any]) -> str:
     lines = [f"speedbench compare: regressed against {comparison['baseline_path']}"
              + (f" (baseline case {comparison['baseline_case_id']})" if comparison["baseline_case_id"] != comparison["case_id"] else "")]
     lines += [f"  {note}" for note in comparison["notes"]]
-    for metric in comparison["metrics"]:
-        if metric["status"] == judge.REGRESSED:
-            lines.append("  REGRESSED " + judge.describe_metric(metric, comparison["confidence"]))
+    for metric in _moved(comparison):
+        lines.append(f"  {metric['status'].upper()} " + judge.describe_metric(metric, comparison["confidence"]))
     return "\n".join(lines)
+
+
+def _moved(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics that regressed or improved, and AL whatever it did: a verdict on AR or a
+    per-position rate alone would hide the figure that decides the speed."""
+    from speedbench_plugin.compare import judge
+
+    return [m for m in comparison["metrics"]
+            if m["status"] in (judge.REGRESSED, judge.IMPROVED) or (m["metric"] == "AL" and m["status"] != judge.NOT_COMPARABLE)]
 
 
 def _holm_borderline(comparisons: list[dict[str, Any]], alpha: float) -> list[tuple[str, str]]:
@@ -271,10 +279,7 @@ def summary_lines(records: Sequence[Record], baseline: bl.Baseline, index: dict[
     for status in (judge.REGRESSED, judge.IMPROVED):
         for c in by_status[status]:
             lines.append(f"{status.upper()} {_named(c)}")
-            lines += [
-                f"    {m['status']}: {judge.describe_metric(m, c['confidence'])}"
-                for m in c["metrics"] if m["status"] in (judge.REGRESSED, judge.IMPROVED)
-            ]
+            lines += [f"    {m['status']}: {judge.describe_metric(m, c['confidence'])}" for m in _moved(c)]
     for status in (judge.UNCHANGED, judge.IDENTICAL):
         if by_status[status]:
             lines.append(f"{status}: " + ", ".join(_named(c) for c in by_status[status]))

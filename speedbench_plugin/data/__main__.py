@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from speedbench_plugin.data.schema import DataError
 
@@ -77,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(_throughput_lines(manifest)))
         else:
             _status()
-    except (DataError, RuntimeError) as exc:
+    except (DataError, RuntimeError, OSError) as exc:  # OSError: e.g. ResultsWriteError on a full disk
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def _throughput_lines(manifest: dict) -> list[str]:
+def _throughput_lines(manifest: dict[str, Any]) -> list[str]:
     tok = manifest["tokenizer"]
     lines = [(f"throughput prompts for tokenizer {tok['key']} ({tok['model_path']}, context {tok['context_length']}), "
               f"built {manifest['built_at']}")]
@@ -104,7 +105,9 @@ def _status() -> None:
 
     print(f"data cache: {data_dir()}")
     print(f"BIG-bench tasks: {'extracted in ' + str(bigbench_dir()) if bigbench_available() else 'not extracted (fetch-bigbench)'}")
-    if manifest_path().exists():
+    if manifest_path().exists() and qualitative_split_path().exists():
+        print(_integrity_line(qualitative_split_path().parent, [qualitative_split_path().name],
+                              "python -m speedbench_plugin.data build-qualitative"))
         print("\n".join(summary_lines(json.loads(manifest_path().read_text()))))
     else:
         print(f"qualitative split: not built ({qualitative_split_path()} missing; build-qualitative)")
@@ -112,7 +115,24 @@ def _status() -> None:
     if not manifests:
         print("throughput prompts: none built (build-throughput --model PATH)")
     for path in manifests:
-        print("\n".join(_throughput_lines(json.loads(path.read_text()))))
+        try:
+            manifest = json.loads(path.read_text())
+            command = f"python -m speedbench_plugin.data build-throughput --model {manifest['tokenizer']['model_path']}"
+            print(_integrity_line(path.parent, None, command))
+            print("\n".join(_throughput_lines(manifest)))
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"CORRUPTED: {path}: unreadable ({exc!r}); rebuild with `make data` or build-throughput")
+
+
+def _integrity_line(folder: Path, names: list[str] | None, command: str) -> str:
+    """Each file against the sha256 its build recorded."""
+    from speedbench_plugin.cache import CacheIntegrityError, verify_files
+
+    try:
+        verify_files(folder, names, command)
+    except CacheIntegrityError as exc:
+        return f"CORRUPTED: {exc}"
+    return f"{folder}: files match their recorded sha256"
 
 
 if __name__ == "__main__":

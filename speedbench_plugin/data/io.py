@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from speedbench_plugin.cache import atomic_write_bytes, atomic_write_text, cache_dir
+from speedbench_plugin.cache import atomic_write_bytes, atomic_write_text, cache_dir, record_files
 from speedbench_plugin.data.schema import FIELDS, DataError, Question, validate_questions
 
 SUFFIXES = (".jsonl", ".parquet")
@@ -85,6 +85,7 @@ def questions_to_parquet(questions: Sequence[Question]) -> bytes:
 
 
 def write_questions(path: str | os.PathLike[str], questions: Sequence[Question]) -> None:
+    """Write atomically and record the file's sha256 in its folder's checksum list (see cache.py)."""
     file = Path(path)
     if file.suffix == ".jsonl":
         atomic_write_text(file, questions_to_jsonl(questions))
@@ -92,6 +93,7 @@ def write_questions(path: str | os.PathLike[str], questions: Sequence[Question])
         atomic_write_bytes(file, questions_to_parquet(questions))
     else:
         raise DataError(f"{file}: unsupported file type (expected {' or '.join(SUFFIXES)})")
+    record_files(file.parent, [file.name])
 
 
 def qualitative_dir() -> Path:

@@ -1,10 +1,12 @@
 """Load a question set: the offline split, the published hub dataset, or a file in its schema."""
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from speedbench_plugin.cache import CacheIntegrityError, verify_files
 from speedbench_plugin.data.io import SUFFIXES, qualitative_split_path, read_questions
 from speedbench_plugin.data.schema import (
     QUALITATIVE_CATEGORIES,
@@ -60,7 +62,21 @@ def _load_offline_split() -> list[Question]:
     path = qualitative_split_path()
     if not path.exists():
         raise DataUnavailable(f"the offline qualitative split is not built ({path} is missing): {MAKE_DATA_HINT}")
+    try:
+        verify_files(path.parent, [path.name], _qualitative_rebuild_command())
+    except CacheIntegrityError as exc:
+        raise DataUnavailable(f"{exc} (or `make data`)") from exc
     return read_questions(path)
+
+
+def _qualitative_rebuild_command() -> str:
+    """The build command with the seed and size the split was built with (its manifest says)."""
+    command = "python -m speedbench_plugin.data build-qualitative"
+    try:
+        manifest = json.loads((qualitative_split_path().parent / "manifest.json").read_text(encoding="utf-8"))
+        return f"{command} --per-category {int(manifest['per_category_target'])} --seed {int(manifest['seed'])}"
+    except (OSError, ValueError, KeyError, TypeError):  # no readable manifest: the defaults of `make data`
+        return command
 
 
 def _keep_categories(questions: list[Question], wanted: list[str], name: str) -> list[Question]:

@@ -1,7 +1,16 @@
-"""Build the offline qualitative split: candidate pools -> MiniLM -> Algorithm 1 per category -> cache."""
+"""Build the offline qualitative split: candidate pools -> embeddings -> Algorithm 1 per category -> cache.
+
+Every category is embedded with MiniLM except multilingual, which uses multilingual-e5-small
+(:class:`~speedbench_plugin.data.embed.MultilingualEmbedder`): MiniLM is an English model and
+scatters non-Latin scripts arbitrarily, so its "diversity" over several languages mostly measures
+tokenisation noise. Where the multilingual embedder cannot be had, MiniLM is used and the manifest
+says why. The manifest reports per-language and per-script counts for the multilingual category,
+and its selected-vs-random cosine under both embedders.
+"""
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
@@ -9,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from speedbench_plugin.cache import atomic_write_json, sha256_text
-from speedbench_plugin.data.embed import EMBEDDER_NAME, EMBEDDER_WEIGHTS_SHA256, Embedder
+from speedbench_plugin.data.embed import (
+    EMBEDDER_NAME,
+    EMBEDDER_WEIGHTS_SHA256,
+    Embedder,
+    EmbedderUnavailable,
+    MultilingualEmbedder,
+)
 from speedbench_plugin.data.io import qualitative_dir, qualitative_split_path, write_questions
 from speedbench_plugin.data.pools import PoolReport, _seed, build_pools
 from speedbench_plugin.data.schema import FIELDS, QUALITATIVE_CATEGORIES, Question
@@ -17,6 +32,49 @@ from speedbench_plugin.data.select import mean_pairwise_cosine, random_sample, s
 from speedbench_plugin.data.sources import SourceLog, bigbench_available
 
 DEFAULT_PER_CATEGORY = 80  # SPEED-Bench's qualitative split: 80 per category, 880 rows
+MULTILINGUAL = "multilingual"
+# Sub-categories of the multilingual pool that are not a bare language code (see data/pools.py).
+_SUB_CATEGORY_LANGUAGE = {"es_science": "es", "fa_idiom": "fa", "cross_lingual": "mixed (WikiLingua)"}
+
+
+def language_of(sub_category: str | None) -> str:
+    """The prompt language a multilingual sub-category stands for (its ISO code, mostly)."""
+    return _SUB_CATEGORY_LANGUAGE.get(sub_category or "-", sub_category or "-")
+
+
+def dominant_script(text: str) -> str:
+    """The Unicode script most of a text's letters are written in (LATIN, CYRILLIC, CJK, ...)."""
+    scripts: Counter[str] = Counter()
+    for char in text:
+        if char.isalpha():
+            name = unicodedata.name(char, "")
+            scripts[name.split(" ")[0] if name else "UNKNOWN"] += 1
+    if not scripts:
+        return "NONE"
+    script = scripts.most_common(1)[0][0]
+    return {"HIRAGANA": "JAPANESE", "KATAKANA": "JAPANESE"}.get(script, script)
+
+
+def multilingual_notes(pool: list[Question], chosen: list[Question]) -> dict[str, Any]:
+    """Per-language and per-script counts of the candidates and the selection."""
+    def count(questions: list[Question], key) -> dict[str, int]:
+        return dict(sorted(Counter(key(q) for q in questions).items(), key=lambda kv: (-kv[1], kv[0])))
+
+    return {
+        "languages_candidates": count(pool, lambda q: language_of(q.sub_category)),
+        "languages_selected": count(chosen, lambda q: language_of(q.sub_category)),
+        "scripts_candidates": count(pool, lambda q: dominant_script(q.text)),
+        "scripts_selected": count(chosen, lambda q: dominant_script(q.text)),
+    }
+
+
+def _multilingual_embedder() -> tuple[Embedder | None, str | None]:
+    embedder = MultilingualEmbedder()
+    try:
+        embedder.model  # noqa: B018 - fetch, check and load now, so a failure is reported once
+    except (EmbedderUnavailable, OSError) as exc:
+        return None, str(exc)
+    return embedder, None
 
 
 def manifest_path():
@@ -30,6 +88,7 @@ def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, p
     started = time.perf_counter()
     log = SourceLog()
     embedder = Embedder()
+    multilingual, multilingual_missing = _multilingual_embedder()
     t0 = time.perf_counter()
     pools, report = build_pools(log, lambda texts: embedder.embed(texts, progress="retrieval" if progress else None))
     t_pools = time.perf_counter() - t0
@@ -37,6 +96,9 @@ def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, p
     t0 = time.perf_counter()
     texts = [q.text for category in QUALITATIVE_CATEGORIES for q in pools[category]]
     embedder.embed(texts, progress="candidates" if progress else None)  # one batched pass over everything
+    if multilingual is not None:
+        multilingual.embed([q.text for q in pools[MULTILINGUAL]], progress="multilingual" if progress else None)
+        multilingual.save()
     t_embed = time.perf_counter() - t0
     embedder.save()
 
@@ -45,10 +107,18 @@ def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, p
     categories: dict[str, Any] = {}
     for category in tqdm(QUALITATIVE_CATEGORIES, desc="select (Algorithm 1)", disable=not progress):
         pool = pools[category]
-        vectors = embedder.embed([q.text for q in pool])
+        used = multilingual if category == MULTILINGUAL and multilingual is not None else embedder
+        vectors = used.embed([q.text for q in pool])
         chosen, stats = _select_category(category, pool, vectors, per_category, seed)
         selected.extend(chosen)
-        categories[category] = stats | _pool_notes(category, pool, chosen, report, per_category)
+        categories[category] = {"embedder": used.name} | stats | _pool_notes(category, pool, chosen, report, per_category)
+        if category == MULTILINGUAL:
+            categories[category] |= multilingual_notes(pool, chosen)
+            if used is not embedder:  # the same sets as MiniLM sees them, for comparison with older builds
+                minilm = embedder.embed([q.text for q in pool])
+                categories[category]["minilm_view"] = _cosines(minilm, pool, chosen, per_category, seed, category)
+            else:
+                categories[category]["multilingual_embedder_unavailable"] = multilingual_missing
     t_select = time.perf_counter() - t0
 
     write_questions(qualitative_split_path(), selected)
@@ -64,6 +134,10 @@ def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, p
         "multiturn_rows": sum(q.multiturn for q in selected),
         "embedder": {"name": EMBEDDER_NAME, "weights_sha256": EMBEDDER_WEIGHTS_SHA256,
                      "candidate_texts": len(set(texts)), "texts_embedded_by_this_build": embedder.computed},
+        "multilingual_embedder": (
+            multilingual.describe() | {"texts_embedded_by_this_build": multilingual.computed}
+            if multilingual is not None else {"available": False, "reason": multilingual_missing,
+                                              "used_instead": EMBEDDER_NAME}),
         "selection": {"algorithm": "SPEED-Bench Algorithm 1: greedy min summed cosine from a seeded random start, "
                                    "then best-improvement swaps until none strictly improves (cap 50*k)",
                       "random_baseline": "seeded uniform sample of the same size from the same pool"},
@@ -87,22 +161,28 @@ def _select_category(category: str, pool: list[Question], vectors: np.ndarray, k
                     "avg_pairwise_cosine_random": None, "selection_beats_random": False}
     selection = select_diverse(vectors, k, seed=_seed("select", seed, category))
     chosen = [pool[i] for i in selection.indices]
-    baseline = random_sample(len(pool), k, seed=_seed("random", seed, category))
-    cos_selected = mean_pairwise_cosine(vectors[list(selection.indices)])
-    cos_random = mean_pairwise_cosine(vectors[baseline])
+    cosines = _cosines(vectors, pool, chosen, k, seed, category)
     return chosen, {
         "candidates": len(pool),
         "selected": len(chosen),
-        "avg_pairwise_cosine_selected": round(cos_selected, 4),
-        "avg_pairwise_cosine_random": round(cos_random, 4),
+        **cosines,
         "avg_pairwise_cosine_pool": round(mean_pairwise_cosine(vectors), 4),
         # With the whole pool selected there is nothing to choose and the two figures coincide.
-        "selection_beats_random": bool(cos_selected < cos_random),
+        "selection_beats_random": bool(cosines["avg_pairwise_cosine_selected"] < cosines["avg_pairwise_cosine_random"]),
         "objective_greedy": round(selection.greedy_objective, 4),
         "objective_final": round(selection.objective, 4),
         "swaps": selection.swaps,
         "swaps_converged": selection.converged,
     }
+
+
+def _cosines(vectors: np.ndarray, pool: list[Question], chosen: list[Question], k: int, seed: int,
+             category: str) -> dict[str, Any]:
+    """Average pairwise cosine of a selection and of the seeded random baseline, under ``vectors``."""
+    index = {id(q): i for i, q in enumerate(pool)}
+    baseline = random_sample(len(pool), k, seed=_seed("random", seed, category))
+    return {"avg_pairwise_cosine_selected": round(mean_pairwise_cosine(vectors[[index[id(q)] for q in chosen]]), 4),
+            "avg_pairwise_cosine_random": round(mean_pairwise_cosine(vectors[baseline]), 4)}
 
 
 def _pool_notes(category: str, pool: list[Question], chosen: list[Question], report: PoolReport, target: int) -> dict[str, Any]:
@@ -134,6 +214,11 @@ def summary_lines(manifest: dict[str, Any]) -> list[str]:
     seconds = manifest["build_seconds"]
     lines.append(f"  times (s): pools {seconds['sources_and_pools']}, embedding {seconds['embedding']}, "
                  f"selection {seconds['selection']}, total {seconds['total']}")
+    multi = manifest["categories"].get(MULTILINGUAL)
+    if multi and "languages_selected" in multi:
+        lines.append(f"  multilingual ({multi.get('embedder', EMBEDDER_NAME)}): "
+                     + ", ".join(f"{lang} {n}" for lang, n in multi["languages_selected"].items()))
+        lines.append("  multilingual scripts: " + ", ".join(f"{s} {n}" for s, n in multi["scripts_selected"].items()))
     if manifest.get("sources_missing"):
         lines.append(f"  missing sources: {manifest['sources_missing']}")
     return lines

@@ -5,7 +5,9 @@ inside an engine run.
 """
 from __future__ import annotations
 
+import json
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +21,7 @@ THROUGHPUT_TIERS: tuple[str, ...] = ("low_entropy", "mixed", "high_entropy")
 # overstate SD throughput (they are not in the published dataset).
 RANDOM_TIER = "random"
 KNOWN_CATEGORIES: frozenset[str] = frozenset(QUALITATIVE_CATEGORIES + THROUGHPUT_TIERS + (RANDOM_TIER,))
+# What SPEED-Bench uses; a file with another value (or none: most categories have none) is still valid.
 DIFFICULTIES: frozenset[str] = frozenset({"easy", "medium", "hard"})
 
 # The published dataset carries this turn where a source may not be redistributed.
@@ -59,22 +62,39 @@ class Question:
         return "\n\n".join(self.turns)
 
 
-def _optional_str(value: Any, name: str, where: str) -> str | None:
+def _optional_text(value: Any) -> str | None:
+    """A field the suite only records: anything goes, and empty means absent.
+
+    SPEED-Bench leaves ``difficulty`` empty outside some categories, exports write null, NaN or ``''``
+    for a missing value, and some sources carry integer ids: none of that makes a row invalid.
+    """
     if value is None or _is_nan(value):
         return None
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        return str(value)  # src_id is an int in some sources; the schema keeps strings
+    if hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalars from pandas
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # an integer column with nulls comes back from pandas as floats
     if not isinstance(value, str):
-        raise DataError(f"{where}: field '{name}' must be a string or null, got {type(value).__name__}")
-    return value
+        value = json.dumps(value.tolist() if hasattr(value, "tolist") else value, default=str, ensure_ascii=False)
+    return value.strip() or None
 
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def _question_id(value: Any, where: str) -> str:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: field 'question_id' must be a non-empty string or an integer, got {value!r}")
+    return value
+
+
 def _turns(value: Any, where: str) -> tuple[str, ...]:
-    if hasattr(value, "tolist"):  # numpy arrays from parquet
+    if hasattr(value, "tolist"):  # numpy arrays from pandas
         value = value.tolist()
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise DataError(f"{where}: field 'turns' must be a list of strings, got {type(value).__name__}")
@@ -88,40 +108,48 @@ def _turns(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0"})
+
+
+def _multiturn(value: Any, turns: tuple[str, ...]) -> bool:
+    """The recorded flag; derived from the turns when it is absent or not a recognisable boolean."""
+    if hasattr(value, "item") and not hasattr(value, "__len__"):
+        value = value.item()
+    if isinstance(value, (bool, int, float)) and not _is_nan(value):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    return len(turns) > 1
+
+
 def question_from_row(row: Mapping[str, Any], where: str, allowed: Iterable[str] = KNOWN_CATEGORIES) -> Question:
-    """Validate one row; ``where`` names it in errors (e.g. ``data.jsonl row 12``)."""
+    """Validate one row; ``where`` names it in errors (e.g. ``data.jsonl row 12``).
+
+    Strict on what the suite runs (``question_id``, ``category``, ``turns``), liberal on what it only
+    records (``sub_category``, ``source``, ``src_id``, ``difficulty``, ``multiturn``); other columns
+    are ignored.
+    """
     if not isinstance(row, Mapping):
         raise DataError(f"{where}: expected an object, got {type(row).__name__}")
-    missing = [name for name in REQUIRED if name not in row or row[name] is None]
+    missing = [name for name in REQUIRED if name not in row or row[name] is None or _is_nan(row[name])]
     if missing:
         raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
-    question_id = row["question_id"]
-    if isinstance(question_id, int) and not isinstance(question_id, bool):
-        question_id = str(question_id)
-    if not isinstance(question_id, str) or not question_id:
-        raise DataError(f"{where}: field 'question_id' must be a non-empty string")
+    question_id = _question_id(row["question_id"], where)
     category = row["category"]
     allowed = frozenset(allowed)
     if category not in allowed:
         raise DataError(f"{where}: unknown category {category!r} (expected one of {', '.join(sorted(allowed))})")
     turns = _turns(row["turns"], where)
-    difficulty = _optional_str(row.get("difficulty"), "difficulty", where)
-    if difficulty is not None and difficulty not in DIFFICULTIES:
-        raise DataError(f"{where}: difficulty {difficulty!r} is not one of easy, medium, hard")
-    multiturn = row.get("multiturn")
-    if multiturn is None or _is_nan(multiturn):
-        multiturn = len(turns) > 1
-    elif not isinstance(multiturn, bool) and type(multiturn).__name__ not in ("bool", "bool_"):  # numpy bools
-        raise DataError(f"{where}: field 'multiturn' must be a boolean")
     return Question(
         question_id=question_id,
-        category=category,
-        sub_category=_optional_str(row.get("sub_category"), "sub_category", where),
+        category=str(category),
+        sub_category=_optional_text(row.get("sub_category")),
         turns=turns,
-        source=_optional_str(row.get("source"), "source", where),
-        src_id=_optional_str(row.get("src_id"), "src_id", where),
-        difficulty=difficulty,
-        multiturn=bool(multiturn),
+        source=_optional_text(row.get("source")),
+        src_id=_optional_text(row.get("src_id")),
+        difficulty=_optional_text(row.get("difficulty")),
+        multiturn=_multiturn(row.get("multiturn"), turns),
     )
 
 
@@ -133,7 +161,7 @@ def validate_questions(rows: Iterable[tuple[str, Mapping[str, Any]]], name: str)
     """
     questions: list[Question] = []
     seen: dict[str, str] = {}
-    placeholders: list[str] = []
+    placeholders: list[str] = []  # where each placeholder row is, with its id
     for where, row in rows:
         question = question_from_row(row, where)
         if question.question_id in seen:
@@ -142,12 +170,13 @@ def validate_questions(rows: Iterable[tuple[str, Mapping[str, Any]]], name: str)
             )
         seen[question.question_id] = where
         if any(PLACEHOLDER in turn for turn in question.turns):
-            placeholders.append(question.question_id)
+            placeholders.append(f"{where} (question_id {question.question_id!r})")
         questions.append(question)
     if placeholders:
         raise PlaceholderRowsError(
             f"{name}: {len(placeholders)} of {len(questions)} rows still carry SPEED-Bench's placeholder "
-            f"turn ('{PLACEHOLDER[:40]}...'), e.g. {', '.join(placeholders[:3])}. Resolve them with NVIDIA's "
+            f"turn ('{PLACEHOLDER[:40]}...') instead of the question text: {'; '.join(placeholders[:3])}"
+            f"{'; ...' if len(placeholders) > 3 else ''}. Resolve them with NVIDIA's "
             "specdec_bench: `python examples/specdec_bench/prepare_data.py` in the Model-Optimizer repo writes "
             "data/speed/<config>/test.parquet; pass that file instead. Or use the suite's offline split "
             "(`make data`, then no --speedbench-dataset)."

@@ -18,11 +18,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from speedbench_plugin.cache import atomic_write_bytes, atomic_write_json
+from speedbench_plugin.cache import (
+    CacheIntegrityError,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_lock,
+    record_files,
+    verify_files,
+)
 from speedbench_plugin.data.io import throughput_dir
 from speedbench_plugin.data.schema import RANDOM_TIER, THROUGHPUT_TIERS, DataError
+
+if TYPE_CHECKING:
+    from speedbench_plugin.data.corpora import Corpora
+    from speedbench_plugin.data.lengths import ChatFrame
+    from speedbench_plugin.prompts import ChatTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -114,63 +126,72 @@ def build_throughput(
     frame = chat_frame(chat)
     context = chat.context_length
     folder = cache_folder(model_path)
-    manifest = _read_manifest(folder) or {}
-    sources = SourceLog()
-    corpora = Corpora(sources)
-    pad = chat.encode_text(PAD_TEXT)
-    built: dict[str, Any] = dict(manifest.get("buckets", {}))
-    skipped: dict[str, str] = {}
-    for bucket in buckets:
-        if bucket + reserve_output > context:
-            reason = (f"bucket {bucket} + {reserve_output} reserved output tokens exceed the model's context "
-                      f"of {context}")
-            skipped[str(bucket)] = reason
-            print(f"skip: {reason}", flush=True)
-            continue
-        t0 = time.perf_counter()
-        rows = []
-        cells = [(tier, i) for tier in tiers for i in range(per_cell)]
-        for tier, i in tqdm(cells, desc=f"throughput bucket {bucket}", unit="prompt", disable=not progress):
-            rows.append(_build_one(chat, frame, corpora, pad, tier, bucket, i, seed))
-        bad = [r["question_id"] for r in rows if len(r["prompt_ids"]) != bucket]
-        if bad:
-            raise AssertionError(f"bucket {bucket}: {len(bad)} prompts have the wrong length, e.g. {bad[:3]}")
-        atomic_write_bytes(bucket_file(folder, bucket), _to_parquet(rows))
-        built[str(bucket)] = {
-            "file": bucket_file(folder, bucket).name,
-            "per_cell": per_cell,
-            "tiers": list(tiers),
-            "rows": len(rows),
-            "length_check": f"{len(rows)}/{len(rows)} prompts are exactly {bucket} tokens",
-            "sub_tasks": _count(r["sub_task"] for r in rows),
-            "prompt_sha256": {r["question_id"]: r["sha256"] for r in rows},
-            "build_seconds": round(time.perf_counter() - t0, 2),
+    # One builder per tokenizer folder at a time: each merges its buckets into the same manifest.
+    with file_lock(folder / ".speedbench-build.lock"):
+        try:
+            manifest = _read_manifest(folder) or {}
+        except DataError as exc:  # a damaged manifest is rebuilt; its buckets are rebuilt when next asked for
+            log.warning("%s; starting a new one", exc)
+            manifest = {}
+        sources = SourceLog()
+        corpora = Corpora(sources)
+        pad = chat.encode_text(PAD_TEXT)
+        built: dict[str, Any] = dict(manifest.get("buckets", {}))
+        skipped: dict[str, str] = {}
+        for bucket in buckets:
+            if bucket + reserve_output > context:
+                reason = (f"bucket {bucket} + {reserve_output} reserved output tokens exceed the model's context "
+                          f"of {context}")
+                skipped[str(bucket)] = reason
+                print(f"skip: {reason}", flush=True)
+                continue
+            t0 = time.perf_counter()
+            rows = []
+            cells = [(tier, i) for tier in tiers for i in range(per_cell)]
+            for tier, i in tqdm(cells, desc=f"throughput bucket {bucket}", unit="prompt", disable=not progress):
+                rows.append(_build_one(chat, frame, corpora, pad, tier, bucket, i, seed))
+            bad = [r["question_id"] for r in rows if len(r["prompt_ids"]) != bucket]
+            if bad:
+                raise AssertionError(f"bucket {bucket}: {len(bad)} prompts have the wrong length, e.g. {bad[:3]}")
+            atomic_write_bytes(bucket_file(folder, bucket), _to_parquet(rows))
+            record_files(folder, [bucket_file(folder, bucket).name])
+            built[str(bucket)] = {
+                "file": bucket_file(folder, bucket).name,
+                "per_cell": per_cell,
+                "tiers": list(tiers),
+                "rows": len(rows),
+                "length_check": f"{len(rows)}/{len(rows)} prompts are exactly {bucket} tokens",
+                "sub_tasks": _count(r["sub_task"] for r in rows),
+                "prompt_sha256": {r["question_id"]: r["sha256"] for r in rows},
+                "build_seconds": round(time.perf_counter() - t0, 2),
+            }
+        manifest = {
+            "kind": "speedbench-throughput",
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tokenizer": {"key": folder.name, "model_path": str(model_path), "context_length": context,
+                          "chat_template": chat.has_chat_template, "frame_prefix_tokens": len(frame.prefix),
+                          "frame_suffix_tokens": len(frame.suffix), "frame_matches_template_encoding": frame.exact},
+            "seed": seed,
+            "rules": {"length": "prompt_ids = template prefix + body + closing instruction + template suffix, "
+                                "exactly `bucket` tokens; the body is cut, or padded by repeating "
+                                f"{PAD_TEXT!r}, at token level",
+                      "context": f"built when bucket + {reserve_output} <= context; skipped at load when "
+                                 "bucket + max_tokens > context",
+                      "random": "seeded uniform token ids from the vocabulary minus special tokens, inside the same frame"},
+            "buckets": built,
+            "skipped_buckets": skipped,
+            "fallbacks": corpora.fallbacks,
+            "sources": sources.entries,
+            "sources_missing": sources.missing,
+            "build_seconds": round(time.perf_counter() - started, 2),
         }
-    manifest = {
-        "kind": "speedbench-throughput",
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tokenizer": {"key": folder.name, "model_path": str(model_path), "context_length": context,
-                      "chat_template": chat.has_chat_template, "frame_prefix_tokens": len(frame.prefix),
-                      "frame_suffix_tokens": len(frame.suffix), "frame_matches_template_encoding": frame.exact},
-        "seed": seed,
-        "rules": {"length": "prompt_ids = template prefix + body + closing instruction + template suffix, "
-                            "exactly `bucket` tokens; the body is cut, or padded by repeating "
-                            f"{PAD_TEXT!r}, at token level",
-                  "context": f"built when bucket + {reserve_output} <= context; skipped at load when "
-                             "bucket + max_tokens > context",
-                  "random": "seeded uniform token ids from the vocabulary minus special tokens, inside the same frame"},
-        "buckets": built,
-        "skipped_buckets": skipped,
-        "fallbacks": corpora.fallbacks,
-        "sources": sources.entries,
-        "sources_missing": sources.missing,
-        "build_seconds": round(time.perf_counter() - started, 2),
-    }
-    atomic_write_json(folder / "manifest.json", manifest)
-    return manifest
+        atomic_write_json(folder / "manifest.json", manifest)
+        record_files(folder, ["manifest.json"])
+        return manifest
 
 
-def _build_one(chat, frame, corpora, pad: list[int], tier: str, bucket: int, index: int, seed: int) -> dict[str, Any]:
+def _build_one(chat: ChatTokenizer, frame: ChatFrame, corpora: Corpora, pad: list[int], tier: str, bucket: int,
+               index: int, seed: int) -> dict[str, Any]:
     import numpy as np
 
     from speedbench_plugin.data.lengths import exact_prompt
@@ -202,15 +223,19 @@ def _build_one(chat, frame, corpora, pad: list[int], tier: str, bucket: int, ind
     return _row(qid, bucket, tier, ids, parts.source, parts.sub_task)
 
 
-def _plain_vocab(chat):
+_PLAIN_VOCAB: dict[str, Any] = {}
+
+
+def _plain_vocab(chat: ChatTokenizer) -> Any:
+    """The vocabulary's ids minus special and added tokens (a numpy array), computed once per tokenizer."""
     import numpy as np
 
-    cached = getattr(chat, "_speedbench_plain_vocab", None)
-    if cached is None:
-        special = set(chat.tokenizer.all_special_ids) | set(getattr(chat.tokenizer, "added_tokens_decoder", {}) or {})
-        cached = np.array([i for i in range(len(chat.tokenizer)) if i not in special], dtype=np.int64)
-        chat._speedbench_plain_vocab = cached
-    return cached
+    if chat.model_path not in _PLAIN_VOCAB:
+        tokenizer = chat.tokenizer
+        special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+        _PLAIN_VOCAB[chat.model_path] = np.array([i for i in range(len(tokenizer)) if i not in special],
+                                                 dtype=np.int64)
+    return _PLAIN_VOCAB[chat.model_path]
 
 
 def _row(qid: str, bucket: int, tier: str, ids: list[int], source: str, sub_task: str) -> dict[str, Any]:
@@ -243,7 +268,40 @@ def _to_parquet(rows: list[dict[str, Any]]) -> bytes:
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
     path = folder / "manifest.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("buckets"), dict):
+        raise DataError(f"{path}: not a throughput manifest (no 'buckets' table)")
+    return manifest
+
+
+def _rebuild_command(model_path: str | Path, buckets: Sequence[int], manifest: dict[str, Any] | None) -> str:
+    """The exact build command for ``buckets``, with the size and tiers they were built with."""
+    command = f"python -m speedbench_plugin.data build-throughput --model {model_path}"
+    if buckets:
+        command += f" --buckets {','.join(str(b) for b in buckets)}"
+    info = (manifest or {}).get("buckets", {}).get(str(buckets[0])) if buckets else None
+    if info:
+        command += f" --per-cell {info['per_cell']}"
+        if list(info["tiers"]) != list(ALL_TIERS):
+            command += f" --tiers {','.join(info['tiers'])}"
+    if manifest and manifest.get("seed"):
+        command += f" --seed {manifest['seed']}"
+    return command
+
+
+def _verify(folder: Path, names: list[str], command: str) -> None:
+    """The files the load reads, against the checksums the build recorded (once per process each)."""
+    from speedbench_plugin.data.loader import DataUnavailable
+
+    try:
+        verify_files(folder, names, command)
+    except CacheIntegrityError as exc:
+        raise DataUnavailable(str(exc)) from exc
 
 
 # ---- load ----------------------------------------------------------------------------------------
@@ -280,10 +338,15 @@ def load_throughput(
     from speedbench_plugin.data.loader import DataUnavailable
 
     folder = cache_folder(model_path)
-    manifest = _read_manifest(folder)
-    if manifest is None:
+    if not (folder / "manifest.json").exists():
         raise DataUnavailable(f"no throughput prompts for this tokenizer ({folder}): "
                               + BUILD_HINT.format(model=model_path))
+    _verify(folder, ["manifest.json"], _rebuild_command(model_path, list(buckets or []), None))
+    try:
+        manifest = _read_manifest(folder)
+    except DataError as exc:
+        raise DataUnavailable(f"{exc}: rebuild with `{_rebuild_command(model_path, list(buckets or []), None)}`") from exc
+    assert manifest is not None
     tiers = list(tiers) if tiers is not None else list(ALL_TIERS)
     unknown = [t for t in tiers if t not in ALL_TIERS]
     if unknown:
@@ -304,6 +367,7 @@ def load_throughput(
                 f"bucket {bucket} was built with {info['per_cell']} prompts per tier for tiers {info['tiers']}; "
                 f"asked for {num_per_cell} of {tiers}: rebuild with `python -m speedbench_plugin.data "
                 f"build-throughput --model {model_path} --per-cell {num_per_cell or info['per_cell']}`")
+        _verify(folder, [bucket_file(folder, bucket).name], _rebuild_command(model_path, [bucket], manifest))
         prompts.extend(_read_bucket(bucket_file(folder, bucket), bucket, tiers, num_per_cell))
     return prompts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from speedbench_plugin.drafters import check_draft_vocab_supported
 from speedbench_plugin.engines.base import Engine, EngineConfig, EngineError
 
 GROUP = "speedbench.engines"
@@ -29,7 +30,10 @@ def engine_class(name: str) -> type[Engine]:
 
 
 def create_engine(name: str, config: EngineConfig) -> Engine:
-    return engine_class(name)(config)
+    cls = engine_class(name)
+    # vocab=N must be applied exactly or refused, never ignored by an engine that cannot prune.
+    check_draft_vocab_supported(config.drafter, name, bool(getattr(cls, "draft_vocabulary", False)))
+    return cls(config)
 
 
 __all__ = ["Engine", "EngineConfig", "EngineError", "UnknownEngine", "available_engines", "create_engine", "engine_class"]

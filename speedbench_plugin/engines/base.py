@@ -150,6 +150,21 @@ class EngineCapabilities:
     missing: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CeilingRun:
+    """The engine's own non-streaming path on a workload: what it delivers with no client in the way."""
+
+    output_tokens: int
+    wall_s: float
+    requests: int
+    path: str  # what ran, e.g. "vllm AsyncLLM, RequestOutputKind.FINAL_ONLY"
+    cpu_s: float | None = None  # the benchmark process's CPU time during it (set by the caller)
+
+    @property
+    def tps(self) -> float:
+        return self.output_tokens / self.wall_s if self.wall_s > 0 else float("nan")
+
+
 class Engine(abc.ABC):
     """One serving stack. Instances are started once per session and driven from one event loop."""
 
@@ -174,6 +189,11 @@ class Engine(abc.ABC):
 
     async def counters(self) -> SpecCounts | None:
         """Cumulative SD counters since start, or None where the engine exposes none."""
+        return None
+
+    async def ceiling(self, prompts: Sequence[Sequence[int]], sampling: Sampling, concurrency: int) -> CeilingRun | None:
+        """Run the prompts through the engine's own non-streaming path, at most ``concurrency`` at a
+        time, and time it; None where the engine has no such path (``capabilities.ceiling``)."""
         return None
 
     @property

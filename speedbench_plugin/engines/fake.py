@@ -17,7 +17,11 @@ Engine args:
 * ``counter_delay_s`` (reading the counters takes this long, as vLLM's polling does);
 * ``counter_bias`` (per request, the counters claim this many more accepted drafts than happened:
   a counter bug that neither end cuts nor merges explain);
+* ``client_cost_s`` (busy CPU time per streamed chunk on the event loop: a slow client, so the
+  streamed figures fall behind what the engine's ``ceiling()`` path delivers);
 * ``fail_request`` (a request id substring that raises), ``fail_start`` (raise in start).
+
+``ceiling()`` runs the same steps without streaming them (no per-chunk client cost).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import time
 from collections.abc import Sequence
 
 from speedbench_plugin.engines.base import (
+    CeilingRun,
     Chunk,
     Engine,
     EngineCapabilities,
@@ -37,6 +42,13 @@ from speedbench_plugin.engines.base import (
     StepRecord,
     StreamResult,
 )
+
+
+def _busy(seconds: float) -> None:
+    """Burn CPU on the event loop (a slow chunk handler), unlike a sleep, which yields."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 async def _pace(step_s: float, grid: bool) -> None:
@@ -66,7 +78,7 @@ class FakeEngine(Engine):
         missing = () if per_step else ("no per-step record (engine arg per_step_record=false)",)
         sources = (("fake:per_request",) if per_request else ()) + ("fake:counters",)
         return EngineCapabilities(counter_sources=sources if self.k else (), per_step_record=per_step and bool(self.k),
-                                  missing=missing)
+                                  ceiling=True, missing=missing)
 
     async def start(self) -> None:
         if self.config.engine_args.get("fail_start"):
@@ -77,6 +89,21 @@ class FakeEngine(Engine):
         return None
 
     async def generate(self, prompt_ids: Sequence[int], sampling: Sampling, request_id: str) -> StreamResult:
+        return await self._generate(prompt_ids, sampling, request_id, float(self.config.engine_args.get("client_cost_s", 0.0)))
+
+    async def ceiling(self, prompts: Sequence[Sequence[int]], sampling: Sampling, concurrency: int) -> CeilingRun:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(index: int, ids: Sequence[int]) -> int:
+            async with gate:
+                return (await self._generate(ids, sampling, f"ceiling-{index}", 0.0)).output_tokens
+
+        start = time.perf_counter()
+        tokens = await asyncio.gather(*(one(i, ids) for i, ids in enumerate(prompts)))
+        return CeilingRun(sum(tokens), time.perf_counter() - start, len(prompts), "fake engine, no streaming")
+
+    async def _generate(self, prompt_ids: Sequence[int], sampling: Sampling, request_id: str,
+                        client_cost_s: float) -> StreamResult:
         args = self.config.engine_args
         step_s = float(args.get("step_s", 0.0))
         accept = float(args.get("accept", 0.6))
@@ -120,6 +147,8 @@ class FakeEngine(Engine):
                 continue  # hold this step back so it arrives merged with the next one
             result.chunks.append(Chunk(time.perf_counter(), tuple(pending)))
             pending = []
+            if client_cost_s:
+                _busy(client_cost_s)
         if pending:
             result.chunks.append(Chunk(time.perf_counter(), tuple(pending)))
         result.finish_reason = "length"

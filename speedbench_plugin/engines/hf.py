@@ -19,6 +19,12 @@ Trap (REFERENCE §4): the assistant's ``num_assistant_tokens``, ``num_assistant_
 20 / "constant" / 0.4. A fixed draft length ``k`` needs ``num_assistant_tokens=k``, schedule
 "constant" and threshold 0 set there, not on the target.
 
+Pruned draft vocabulary (``draft:k=3,model=PATH,vocab=N``): a logits processor appended to the
+candidate generator's own ``logits_processor`` list — the list ``_prepare_generation_args`` hands
+to the *assistant's* ``generate`` — sets every token outside the kept set
+(:mod:`speedbench_plugin.vocab`) to -inf before the assistant picks its draft. The target's
+processors are a different list, so verification, and hence the output, is untouched.
+
 Second trap, found here: SmolLM2's pad token equals ``<|im_end|>``; without an explicit attention
 mask, ``generate`` masks every ``<|im_end|>`` in the prompt as padding whenever the EOS criterion is
 off (``ignore_eos``), which changes the logits. Every call therefore passes an all-ones mask.
@@ -35,15 +41,18 @@ from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines.base import (
     Chunk,
     Engine,
+    EngineCapabilities,
     EngineConfig,
     EngineError,
     Sampling,
     SpecCounts,
+    StepRecord,
     StreamResult,
 )
 
 SOURCE = "hf:update_candidate_strategy"
 SUPPORTED = ("none", "ngram", "draft")
+SOURCE_VOCAB_MASK = "hf:assistant_logits_processor"
 # engine_args consumed here; anything else goes to from_pretrained for target and draft alike.
 _OWN_ARGS = {"dtype", "device", "generate_kwargs"}
 
@@ -114,6 +123,22 @@ def counts_from_steps(drafted: Sequence[int], accepted: Sequence[int], k: int) -
     )
 
 
+class KeptVocabularyMask:
+    """A ``LogitsProcessor`` for the assistant: tokens outside the kept set get -inf."""
+
+    def __init__(self, kept_mask: Any) -> None:
+        self.kept = kept_mask  # bool tensor over the logit dimension
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        width = scores.shape[-1]
+        keep = self.kept[:width]
+        if keep.shape[0] < width:  # logit columns beyond the tokenizer's ids are never kept
+            keep = torch.cat([keep, keep.new_zeros(width - keep.shape[0])])
+        return scores.masked_fill(~keep, float("-inf"))
+
+
 class _TimedStreamer:
     """A ``BaseStreamer`` that timestamps token ids as ``generate`` hands them over.
 
@@ -140,6 +165,7 @@ class _TimedStreamer:
 
 class HFEngine(Engine):
     name = "hf"
+    draft_vocabulary = True  # applies ``vocab=N`` exactly (speedbench_plugin.drafters)
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
@@ -150,6 +176,8 @@ class HFEngine(Engine):
         self._totals: list[SpecCounts] = []
         self._gen_kwargs = generate_kwargs_for(config.drafter)
         self._eos: Any = None
+        self._vocabulary: Any = None  # speedbench_plugin.vocab.DraftVocabulary for vocab=N
+        self._vocab_mask: Any = None
 
     @property
     def version(self) -> str:
@@ -177,6 +205,8 @@ class HFEngine(Engine):
                 "hf engine: drafter 'draft' needs a draft model path (draft:k=3,model=PATH; the suite "
                 "resolves layers=N for the embedded model before starting the engine)"
             )
+        if drafter.option("vocab") is not None:  # a bad N fails here, before any weights load
+            self._vocabulary = self._draft_vocabulary(drafter)
         try:
             self._model = AutoModelForCausalLM.from_pretrained(self.config.model, **kwargs).to(device).eval()
         except (OSError, ValueError) as exc:
@@ -188,9 +218,23 @@ class HFEngine(Engine):
             except (OSError, ValueError) as exc:
                 raise EngineError(f"hf engine: cannot load draft model {drafter.model!r}: {exc}") from exc
             self._assistant.generation_config.update(**assistant_generation_overrides(drafter.k))
+            if self._vocabulary is not None:
+                self._vocab_mask = torch.as_tensor(self._vocabulary.mask, device=device)
         if drafter.enabled:
             self._install_counter()
         torch.manual_seed(self.config.seed)
+
+    def _draft_vocabulary(self, drafter: DrafterSpec) -> Any:
+        from speedbench_plugin.vocab import VocabError, draft_vocabulary, model_vocab_size
+
+        if drafter.method != "draft":
+            raise EngineError(f"hf engine: option vocab= applies to the draft method only, not {drafter.method!r}")
+        try:
+            # The kept set is counted with the target's tokenizer: the drafter shares it.
+            return draft_vocabulary(self.config.model, int(drafter.option("vocab") or 0),
+                                    model_vocab_size(drafter.model or self.config.model))
+        except (VocabError, OSError) as exc:
+            raise EngineError(f"hf engine: drafter {drafter}: {exc}") from exc
 
     def _install_counter(self) -> None:
         model = self._model
@@ -204,6 +248,14 @@ class HFEngine(Engine):
 
         def counted_generator(*args: Any, **kwargs: Any) -> Any:
             generator = original(*args, **kwargs)
+            if engine._vocab_mask is not None:
+                if not isinstance(getattr(generator, "logits_processor", None), list):
+                    raise EngineError(
+                        f"hf engine: {engine.version}'s candidate generator has no logits_processor list; "
+                        "the draft vocabulary cannot be pruned (update hf.py)"
+                    )
+                # A new list: the target's own processors stay as they were.
+                generator.logits_processor = [*generator.logits_processor, KeptVocabularyMask(engine._vocab_mask)]
             inner = generator.update_candidate_strategy
 
             def update(input_ids: Any, scores: Any, num_matches: Any) -> Any:
@@ -288,6 +340,7 @@ class HFEngine(Engine):
                 )
             result.spec = recorder.counts()
             result.spec_raw = {"per_step_drafted": list(recorder.drafted), "per_step_accepted": list(recorder.accepted)}
+            result.steps = StepRecord(tuple(recorder.accepted), tuple(recorder.drafted), SOURCE)
             self._totals.append(result.spec)
         return result
 
@@ -302,6 +355,12 @@ class HFEngine(Engine):
             return None
         return SpecCounts.total(self._totals, SOURCE)
 
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        drafting = self.config.drafter.enabled
+        return EngineCapabilities(counter_sources=(SOURCE,) if drafting else (), per_step_record=drafting,
+                                  missing=("batch size 1: requests queue for the single slot",))
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["batch_size"] = 1
@@ -309,4 +368,6 @@ class HFEngine(Engine):
             info["generate_kwargs"] = dict(self._gen_kwargs)
         if self.config.drafter.method == "draft":
             info["assistant_generation_config"] = assistant_generation_overrides(self.config.drafter.k)
+        if self._vocabulary is not None:
+            info["draft_vocabulary"] = {**self._vocabulary.describe(), "applied_by": SOURCE_VOCAB_MASK}
         return info

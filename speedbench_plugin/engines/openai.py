@@ -15,9 +15,15 @@ How a user reaches a multi-GPU or multi-node deployment. Token ids in, token ids
   summed over ``engine``/``model_name`` labels and taken as deltas from ``start()``.
 * **SGLang servers** (``engine_args: {api: sglang}``, or detected from ``/server_info``): streams
   SGLang's native ``POST /generate`` with ``input_ids``, because its OpenAI routes return text and
-  hide ``meta_info``; per-request counters from the final chunk's ``meta_info`` (parsed by
-  :mod:`speedbench_plugin.engines.sglang`). SGLang has no cumulative draft/accept counters, so
-  ``counters()`` sums the per-request ones and says so in the source.
+  hide ``meta_info``; per-request counters from the final chunk's ``meta_info``. SGLang has no
+  cumulative draft/accept counters, so ``counters()`` sums the per-request ones and says so in the
+  source.
+
+``start()`` probes the server rather than trusting its version: one 4-token request shows whether
+``/v1/completions`` returns token ids (required: an error naming vLLM >= 0.10.2 otherwise) and
+per-request ``metrics.speculative_decoding`` (with the ``detailed`` per-step lists or not), and a
+scrape shows whether ``/metrics`` has SD counters. What is missing is named in
+``capabilities.missing`` and ``describe()``. Payloads are parsed in :mod:`.wire`.
 
 The API key comes from ``SPEEDBENCH_API_KEY`` or ``OPENAI_API_KEY``; it is sent as a bearer token and
 never stored in results or error messages.
@@ -34,49 +40,23 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from speedbench_plugin.engines import _http
+from speedbench_plugin.engines import _http, wire
 from speedbench_plugin.engines._http import StreamError
 from speedbench_plugin.engines.base import (
     Chunk,
     Engine,
+    EngineCapabilities,
     EngineConfig,
     EngineError,
     Sampling,
     SpecCounts,
     StreamResult,
 )
-from speedbench_plugin.engines.sglang import OutputAccumulator, finish_result
-from speedbench_plugin.engines.vllm import counts_from_spec_dict
 
-VLLM_PREFIX = "vllm:spec_decode_"
 _OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_body", "metrics_path"}
-
-
-def vllm_counts_from_prometheus(text: str) -> SpecCounts | None:
-    """Cumulative vLLM SD counters from ``/metrics`` text; None when the server exports none."""
-    totals = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0}
-    per_pos: dict[int, int] = {}
-    found = False
-    for name, labels, value in _http.parse_prometheus(text):
-        if not (name.startswith(VLLM_PREFIX) and name.endswith("_total")):
-            continue  # skips _created timestamps and any future gauges
-        key = name[len(VLLM_PREFIX) : -len("_total")]
-        if key == "num_accepted_tokens_per_pos":
-            found = True
-            pos = int(labels.get("position", -1))
-            if pos >= 0:
-                per_pos[pos] = per_pos.get(pos, 0) + int(value)
-        elif key in totals:
-            found = True
-            totals[key] += int(value)
-    if not found:
-        return None
-    width = max(per_pos) + 1 if per_pos else 0
-    return SpecCounts(accepted_per_pos=[per_pos.get(i, 0) for i in range(width)], source="vllm:/metrics", **totals)
-
-
-# A vLLM server's per-request dict has the same shape as the in-process engine's: one parser.
-vllm_counts_from_request = counts_from_spec_dict
+SGLANG_TOTAL = "sglang:meta_info(sum over requests)"
+PROBE_PROMPT = (0, 1, 2, 3)
+PROBE_TOKENS = 4
 
 
 def completion_body(model: str, prompt_ids: Sequence[int], sampling: Sampling, extra: dict[str, Any]) -> dict[str, Any]:
@@ -99,9 +79,9 @@ def completion_body(model: str, prompt_ids: Sequence[int], sampling: Sampling, e
 
 
 def sglang_body(prompt_ids: Sequence[int], sampling: Sampling, extra: dict[str, Any]) -> dict[str, Any]:
-    from speedbench_plugin.engines.sglang import sampling_params_for
-
-    body: dict[str, Any] = {"input_ids": list(prompt_ids), "sampling_params": sampling_params_for(sampling), "stream": True}
+    body: dict[str, Any] = {
+        "input_ids": list(prompt_ids), "sampling_params": wire.sglang_sampling_params(sampling), "stream": True,
+    }
     body.update(extra)
     return body
 
@@ -131,6 +111,10 @@ class OpenAIEngine(Engine):
         self._counters_note: str | None = None
         self._sglang_totals: list[SpecCounts] = []
         self._sglang_incremental: bool | None = None
+        self._per_request: bool = False  # the probe saw metrics.speculative_decoding
+        self._per_step: bool = False  # ... with the detailed per-step lists
+        self._missing: list[str] = []
+        self._probe: dict[str, Any] = {}
 
     @property
     def version(self) -> str:
@@ -190,9 +174,12 @@ class OpenAIEngine(Engine):
         if response.status_code != 200:
             raise EngineError(f"{self.base}{path}: HTTP {response.status_code}: {_http.redact(response.text[:300])}")
         try:
-            return response.json()
+            data = response.json()
         except ValueError:
             raise EngineError(f"{self.base}{path} did not answer JSON; is this an OpenAI-compatible server?") from None
+        if not isinstance(data, dict):
+            raise EngineError(f"{self.base}{path} answered {type(data).__name__}, expected a JSON object")
+        return data
 
     async def _detect_api(self) -> str:
         for path in ("/server_info", "/get_server_info"):
@@ -213,12 +200,52 @@ class OpenAIEngine(Engine):
                 self._server_version = f"vllm {response.json().get('version', '?')}"
             except ValueError:
                 pass
+        await self._probe_completions()
         self._baseline = await self._scrape_vllm()
         if self._baseline is None:
             self._counters_note = (
                 f"counters unavailable: {self.base}{self._metrics_path} exports no vllm:spec_decode_* counters "
                 "(speculative decoding off, metrics disabled, or not a vLLM server)"
             )
+            self._missing.append(self._counters_note)
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import httpx
+
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"{self.base}{path}: the probe request failed: {exc}") from exc
+        if response.status_code != 200:
+            raise EngineError(
+                f"{self.base}{path}: the probe request got HTTP {response.status_code}: {_http.redact(response.text[:300])}"
+            )
+        try:
+            data = response.json()
+        except ValueError:
+            raise EngineError(f"{self.base}{path} did not answer the probe request with JSON") from None
+        if not isinstance(data, dict):
+            raise EngineError(f"{self.base}{path} answered the probe request with {type(data).__name__}")
+        return data
+
+    async def _probe_completions(self) -> None:
+        """One short request: token ids (required), per-request SD metrics and their level."""
+        body = {"model": self.model_name, "prompt": list(PROBE_PROMPT), "max_tokens": PROBE_TOKENS,
+                "temperature": 0.0, "return_token_ids": True, "stream": False}
+        answer = await self._post_json("/v1/completions", body)
+        choices = answer.get("choices") or [{}]
+        if choices[0].get("token_ids") is None:
+            raise EngineError(
+                f"{self.base}/v1/completions returns no token ids; speedbench needs `return_token_ids` "
+                "(vLLM >= 0.10.2) to measure tokens exactly"
+            )
+        # vLLM sends the dict only once a step drafted: a short probe may see none although the
+        # server has the flag, so later responses can still turn these on (never off).
+        spec = (answer.get("metrics") or {}).get("speculative_decoding")
+        self._probe = {"token_ids": True, "per_request_metrics": spec is not None}
+        if spec is not None:
+            self._per_request = True
+            self._per_step = "per_step_accepted" in spec
 
     async def _read_sglang_info(self) -> None:
         info: dict[str, Any] = {}
@@ -233,16 +260,30 @@ class OpenAIEngine(Engine):
                 self._sglang_incremental = bool(info[name])
         if not info.get("speculative_algorithm"):
             self._counters_note = "counters unavailable: the SGLang server runs without speculative decoding"
+            self._missing.append(self._counters_note)
+            return
+        # One short request shows which generation of meta_info names this release uses.
+        body = sglang_body(PROBE_PROMPT, Sampling(max_tokens=PROBE_TOKENS), {})
+        body["stream"] = False
+        answer = await self._post_json("/generate", body)
+        meta = answer.get("meta_info") or {}
+        fields = wire.sglang_meta_fields(meta)
+        self._probe = {"meta_info_fields": fields}
+        if fields["accepted"] is None or fields["histogram"] is None:
+            self._missing.append(
+                f"SGLang meta_info lacks {'accepted-draft counts' if fields['accepted'] is None else 'a histogram'}: "
+                "per-position rates are unavailable from the counters"
+            )
 
     @property
     def _metrics_path(self) -> str:
-        return self.config.engine_args.get("metrics_path", "/metrics")
+        return str(self.config.engine_args.get("metrics_path", "/metrics"))
 
     async def _scrape_vllm(self) -> SpecCounts | None:
         response = await self._get(self._metrics_path)
         if response.status_code != 200:
             return None
-        return vllm_counts_from_prometheus(response.text)
+        return wire.vllm_counts_from_prometheus(response.text)
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -269,7 +310,7 @@ class OpenAIEngine(Engine):
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise StreamError(f"{url}: HTTP {response.status_code}: {_http.redact(text[:500])}", result)
-                events = _http.iter_sse(response.aiter_lines())
+                events = wire.iter_sse(response.aiter_lines())
                 if self.api == "sglang":
                     done = await self._read_sglang(events, url, result)
                 else:
@@ -295,10 +336,10 @@ class OpenAIEngine(Engine):
     async def _read_openai(self, events: Any, url: str, result: StreamResult) -> bool:
         finished = False
         async for event in events:
-            obj = _http.parse_json_event(event, url)
+            obj = wire.parse_json_event(event, url)
             if obj is None:
                 break  # [DONE]
-            message = _http.error_message(obj)
+            message = wire.error_message(obj)
             if message:
                 raise StreamError(f"{url}: server error mid-stream after {result.output_tokens} tokens: {message}", result)
             for choice in obj.get("choices") or []:
@@ -316,18 +357,21 @@ class OpenAIEngine(Engine):
                     finished = True
             spec = (obj.get("metrics") or {}).get("speculative_decoding")
             if spec:
-                result.spec = vllm_counts_from_request(spec)
+                result.spec = wire.vllm_counts_from_spec_dict(spec)
                 result.spec_raw = dict(spec)
+                result.steps = wire.vllm_steps_from_spec_dict(spec)
+                self._per_request = True
+                self._per_step = self._per_step or "per_step_accepted" in spec
         return finished
 
     async def _read_sglang(self, events: Any, url: str, result: StreamResult) -> bool:
-        acc = OutputAccumulator(self._sglang_incremental)
+        acc = wire.SGLangOutputs(self._sglang_incremental)
         meta: dict[str, Any] = {}
         async for event in events:
-            obj = _http.parse_json_event(event, url)
+            obj = wire.parse_json_event(event, url)
             if obj is None:
                 break
-            message = _http.error_message(obj)
+            message = wire.error_message(obj)
             if message:
                 raise StreamError(f"{url}: server error mid-stream after {result.output_tokens} tokens: {message}", result)
             meta = obj.get("meta_info") or {}
@@ -338,7 +382,7 @@ class OpenAIEngine(Engine):
             return False
         k = self.config.drafter.k if self.config.drafter.enabled else None
         try:
-            finish_result(result, meta, k)
+            wire.sglang_finish(result, meta, k)
         except EngineError as exc:  # an SGLang abort: keep what streamed
             raise StreamError(f"{url}: {exc}", result) from exc
         if result.spec is not None:
@@ -354,7 +398,7 @@ class OpenAIEngine(Engine):
         if self.api == "sglang":
             if not self._sglang_totals:
                 return None
-            return SpecCounts.total(self._sglang_totals, "sglang:meta_info(sum over requests)")
+            return SpecCounts.total(self._sglang_totals, SGLANG_TOTAL)
         # The server updates Prometheus counters from its output loop, a moment after the last
         # token is sent: poll until two scrapes agree (bounded).
         previous = await self._scrape_vllm()
@@ -368,9 +412,41 @@ class OpenAIEngine(Engine):
             return None
         return previous - self._baseline
 
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        sources: list[str] = []
+        if self.api == "sglang":
+            if self._counters_note is None:
+                sources = [wire.SGLANG_META_INFO, SGLANG_TOTAL]
+        else:
+            if self._per_request:
+                sources.append(wire.VLLM_PER_REQUEST)
+            if self._baseline is not None:
+                sources.append(wire.VLLM_PROMETHEUS)
+        missing = list(self._missing)
+        if self.api != "sglang" and self.config.drafter.enabled:
+            if not self._per_request:
+                missing.append(
+                    "no per-request SD metrics seen (server flag --per-request-spec-decode-metrics detailed, "
+                    "vLLM >= 0.29): counters are server-wide /metrics deltas; drafts cut at a request's end cannot "
+                    "be subtracted exactly, and the step histogram, per-position rates and CAR come from the stream alone"
+                )
+            elif not self._per_step:
+                missing.append(
+                    "no per-step record seen (server flag --per-request-spec-decode-metrics detailed, not summary): "
+                    "the stream's step histogram stands unchecked against merged chunks"
+                )
+        return EngineCapabilities(
+            counter_sources=tuple(sources),
+            per_step_record=self._per_step,
+            ceiling=False,
+            missing=tuple(missing),
+        )
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update({"endpoint": self.base, "api": self.api, "served_model_name": self.model_name})
+        info.update({"endpoint": _http.public_url(self.base), "api": self.api, "served_model_name": self.model_name,
+                     "probe": dict(self._probe)})
         if self._counters_note:
             info["counters"] = self._counters_note
         return info

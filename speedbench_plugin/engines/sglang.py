@@ -24,7 +24,12 @@ recorded samples of its documented shapes (tests/samples/sglang_*.json). What wa
   count), ``spec_accept_rate``, ``spec_accept_length`` (= completion_tokens / verify_ct). Older
   releases used ``spec_accepted_drafts``/``spec_proposed_drafts``/``spec_accept_histogram`` and, before
   that, ``spec_accept_token_num``/``spec_draft_token_num``; the oldest carried ``spec_verify_ct``
-  alone. All are parsed; which one was found is named in the source.
+  alone. All are parsed (:mod:`.wire`, shared with the ``openai`` engine against SGLang servers);
+  which one was found is named in the source.
+
+Capabilities are read from the installed release, not its version: ``ServerArgs`` fields (older
+spellings are renamed, unknown user arguments are an error) and the ``SpeculativeAlgorithm`` members
+(a drafter whose algorithm the release lacks is an error naming it).
 
 A GPU run still has to confirm: the stream really is one chunk per verify step (or at least that
 chunk sizes sum to completion_tokens), the counters' names on the installed release, and that
@@ -32,16 +37,18 @@ chunk sizes sum to completion_tokens), the counters' names on the installed rele
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from speedbench_plugin.drafters import DrafterSpec
+from speedbench_plugin.engines import wire
 from speedbench_plugin.engines.base import (
     Chunk,
     Engine,
+    EngineCapabilities,
     EngineConfig,
     EngineError,
     Sampling,
@@ -106,122 +113,22 @@ def adapt_kwargs(kwargs: dict[str, Any], known: Iterable[str]) -> dict[str, Any]
     return adapted
 
 
-def sampling_params_for(sampling: Sampling) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "max_new_tokens": sampling.max_tokens,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "ignore_eos": sampling.ignore_eos,
-    }
-    if sampling.temperature > 0 and sampling.seed is not None:
-        params["sampling_seed"] = sampling.seed  # per-request seed (SGLang >= 0.5)
-    return params
-
-
-def _first(meta: dict[str, Any], *names: str) -> Any:
-    """The value under the first of ``names`` present: SGLang renamed these fields over releases."""
-    for name in names:
-        if meta.get(name) is not None:
-            return meta[name]
-    return None
-
-
-def counts_from_meta_info(meta: dict[str, Any], k: int | None = None) -> SpecCounts | None:
-    """Per-request SpecCounts from a finished chunk's ``meta_info``; None when it has no SD fields.
-
-    ``num_drafts`` = ``spec_verify_ct`` (every SGLang verify step carries a draft).
-    ``accepted_per_pos[i]`` comes from the histogram (steps that accepted more than ``i``): a chain
-    accepts a prefix. Without a histogram it stays empty rather than guessed.
-    """
-    verify_ct = meta.get("spec_verify_ct")
-    if verify_ct is None:
+def speculative_algorithms() -> frozenset[str] | None:
+    """The installed release's ``SpeculativeAlgorithm`` members; None where it does not list them."""
+    try:
+        from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
+    except ImportError:
         return None
-    verify_ct = int(verify_ct)
-    accepted = _first(meta, "spec_num_correct_drafts", "spec_accepted_drafts", "spec_accept_token_num")
-    proposed = _first(meta, "spec_num_proposed_drafts", "spec_proposed_drafts", "spec_draft_token_num")
-    histogram = _first(meta, "spec_correct_drafts_histogram", "spec_accept_histogram")
-    source = "sglang:meta_info"
-    if accepted is None:
-        # Oldest releases: each verify step emits accepted + 1 tokens.
-        completion = meta.get("completion_tokens")
-        if completion is None or verify_ct == 0:
-            return None
-        accepted = max(int(completion) - verify_ct, 0)
-        source = "sglang:meta_info(derived: completion_tokens - spec_verify_ct)"
-    if proposed is None:
-        proposed = verify_ct * k if k else 0
-        source += "(proposed = spec_verify_ct x k)" if k else "(proposed unknown)"
-    per_pos: list[int] = []
-    if histogram:
-        counts = [int(c) for c in histogram]
-        per_pos = [sum(counts[i + 1 :]) for i in range(len(counts) - 1)]
-    return SpecCounts(
-        num_drafts=verify_ct,
-        num_draft_tokens=int(proposed),
-        num_accepted_tokens=int(accepted),
-        accepted_per_pos=per_pos,
-        source=source,
-        num_steps=verify_ct,
-    )
+    return frozenset(getattr(SpeculativeAlgorithm, "__members__", {}))
 
 
-def finish_reason_of(meta: dict[str, Any]) -> str | None:
-    reason = meta.get("finish_reason")
-    if isinstance(reason, dict):
-        return reason.get("type")
-    return reason
-
-
-@dataclass
-class OutputAccumulator:
-    """Turns SGLang's streamed ``output_ids`` (cumulative or incremental) into per-chunk deltas."""
-
-    incremental: bool | None = None  # None: decide from meta_info["completion_tokens"]
-    ids: list[int] = field(default_factory=list)
-
-    def delta(self, output_ids: Sequence[int], completion_tokens: int | None) -> list[int]:
-        output_ids = list(output_ids)
-        incremental = self.incremental
-        if completion_tokens is not None and self.ids:
-            # cumulative: the list is the whole output; incremental: only the new tokens
-            incremental = len(output_ids) != completion_tokens
-        if incremental is None:
-            incremental = False  # the first chunk reads the same either way
-        if incremental:
-            new = output_ids
-        else:
-            if output_ids[: len(self.ids)] != self.ids:
-                raise EngineError("sglang: cumulative output_ids do not extend the previous chunk")
-            new = output_ids[len(self.ids) :]
-        self.ids.extend(new)
-        return new
-
-
-def chunks_from_events(events: Iterable[tuple[float, dict[str, Any]]], incremental: bool | None = None) -> tuple[list[Chunk], dict[str, Any] | None]:
-    """Pure core of the stream: (timestamp, SGLang output dict) pairs → chunks and the last meta_info."""
-    acc = OutputAccumulator(incremental)
-    chunks: list[Chunk] = []
-    meta: dict[str, Any] | None = None
-    for t, out in events:
-        meta = out.get("meta_info") or {}
-        new = acc.delta(out.get("output_ids") or [], meta.get("completion_tokens"))
-        if new:
-            chunks.append(Chunk(t, tuple(new)))
-    return chunks, meta
-
-
-def finish_result(result: StreamResult, meta: dict[str, Any] | None, k: int | None) -> StreamResult:
-    if meta is None:
-        raise EngineError(f"sglang: request {result.request_id} produced no output")
-    result.finish_reason = finish_reason_of(meta)
-    if result.finish_reason == "abort":
-        message = meta["finish_reason"].get("message") if isinstance(meta.get("finish_reason"), dict) else None
-        raise EngineError(f"sglang: request {result.request_id} aborted: {message or meta.get('finish_reason')}")
-    result.spec = counts_from_meta_info(meta, k)
-    if result.spec is not None:
-        result.spec_raw = {key: value for key, value in meta.items() if key.startswith("spec_")}
-        result.spec_raw["completion_tokens"] = meta.get("completion_tokens")
-    return result
+SOURCE_TOTAL = f"{wire.SGLANG_META_INFO}(sum over requests)"
+MISSING = (
+    ("no per-step record: SGLang reports per-request totals and a histogram, not each step, so the stream's "
+     "step histogram stands unchecked against merged chunks"),
+    ("no engine-wide draft/accept counters (its /metrics has only the spec_accept_length gauge): the counter "
+     "total is the sum of per-request meta_info"),
+)
 
 
 class SGLangEngine(Engine):
@@ -232,13 +139,30 @@ class SGLangEngine(Engine):
         self._engine: Any = None
         self._totals: list[SpecCounts] = []
         self._incremental: bool | None = None
+        self._module: Any = None
+        self._meta_fields: dict[str, str | None] | None = None
 
     @property
     def version(self) -> str:
         try:
             return f"sglang=={version('sglang')}"
         except PackageNotFoundError:
-            return "sglang (not installed)"
+            module = self._module
+            return f"sglang=={module.__version__}" if getattr(module, "__version__", None) else "sglang (not installed)"
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        if not self.config.drafter.enabled:
+            return EngineCapabilities(missing=MISSING)
+        missing = list(MISSING)
+        if self._meta_fields and (self._meta_fields["accepted"] is None or self._meta_fields["histogram"] is None):
+            missing.append(f"this release's meta_info carries only {self._meta_fields}: per-position rates unavailable")
+        return EngineCapabilities(counter_sources=(wire.SGLANG_META_INFO, SOURCE_TOTAL), missing=tuple(missing))
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["meta_info_fields"] = self._meta_fields
+        return info
 
     async def start(self) -> None:
         try:
@@ -249,9 +173,16 @@ class SGLangEngine(Engine):
                 "the sglang engine needs SGLang on a CUDA machine: `pip install \"sglang[all]\"` "
                 f"(import failed: {exc})"
             ) from exc
-        import dataclasses
-
-        kwargs = adapt_kwargs(engine_kwargs(self.config), (f.name for f in dataclasses.fields(ServerArgs)))
+        self._module = sglang
+        wanted = engine_kwargs(self.config)
+        algorithm = wanted.get("speculative_algorithm")
+        offered = speculative_algorithms()
+        if algorithm and offered is not None and algorithm not in offered:
+            raise EngineError(
+                f"sglang engine: drafter {self.config.drafter} needs speculative_algorithm {algorithm}, which this "
+                f"SGLang release lacks (it offers {', '.join(sorted(offered))})"
+            )
+        kwargs = adapt_kwargs(wanted, (f.name for f in dataclasses.fields(ServerArgs)))
         for name in ("incremental_streaming_output", "stream_output"):
             if name in kwargs:
                 self._incremental = bool(kwargs[name])
@@ -269,10 +200,10 @@ class SGLangEngine(Engine):
         if self._engine is None:
             raise EngineError("sglang engine: generate() before start()")
         result = StreamResult(request_id=request_id, prompt_tokens=len(prompt_ids), t_submit=time.perf_counter())
-        acc = OutputAccumulator(self._incremental)
+        acc = wire.SGLangOutputs(self._incremental)
         meta: dict[str, Any] | None = None
         stream = await self._engine.async_generate(
-            input_ids=list(prompt_ids), sampling_params=sampling_params_for(sampling), stream=True
+            input_ids=list(prompt_ids), sampling_params=wire.sglang_sampling_params(sampling), stream=True
         )
         async for out in stream:
             t = time.perf_counter()
@@ -281,7 +212,9 @@ class SGLangEngine(Engine):
             if new:
                 result.chunks.append(Chunk(t, tuple(new)))
         k = self.config.drafter.k if self.config.drafter.enabled else None
-        finish_result(result, meta, k)
+        wire.sglang_finish(result, meta, k)
+        if meta and self._meta_fields is None:
+            self._meta_fields = wire.sglang_meta_fields(meta)
         if result.spec is not None:
             self._totals.append(result.spec)
         return result
@@ -292,4 +225,4 @@ class SGLangEngine(Engine):
         # engine-reported total, and the source says so.
         if not self.config.drafter.enabled or not self._totals:
             return None
-        return SpecCounts.total(self._totals, "sglang:meta_info(sum over requests)")
+        return SpecCounts.total(self._totals, SOURCE_TOTAL)

@@ -41,6 +41,7 @@ from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines.base import (
     Chunk,
     Engine,
+    EngineCapabilities,
     EngineConfig,
     EngineError,
     Sampling,
@@ -60,6 +61,11 @@ _CLASSES = {
 _NEEDS_NO_OVERLAP = {"ngram", "draft"}
 # Large enough that a benchmark round never overflows the stats queue between two drains.
 ITER_STATS_MAX = 100_000
+MISSING = (
+    "no per-position acceptance in specDecodingStats: per-position rates and CAR come from the stream alone",
+    ("no per-request SD counters (only decoding_iter, kept raw): no per-step record, so drafts cut at a "
+     "request's end cannot be subtracted"),
+)
 
 
 def spec_config_for(drafter: DrafterSpec) -> tuple[str, dict[str, Any]] | None:
@@ -181,22 +187,6 @@ class CumulativeIds:
         return new
 
 
-def chunks_from_outputs(events: Iterable[tuple[float, Any]]) -> tuple[list[Chunk], Any]:
-    """(timestamp, ``outputs[0]``) pairs of a stream → chunks of new tokens, and the last output.
-
-    A state with no new tokens (e.g. a final status update) adds no chunk.
-    """
-    chunks: list[Chunk] = []
-    ids = CumulativeIds()
-    last: Any = None
-    for t, completion in events:
-        last = completion
-        new = ids.delta(list(_get(completion, "token_ids") or []))
-        if new:
-            chunks.append(Chunk(t, new))
-    return chunks, last
-
-
 def _get(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
@@ -223,13 +213,29 @@ class TRTLLMEngine(Engine):
         self._totals = SpecCounts(0, 0, 0, [], SOURCE)
         self._seen_stats = False
         self._sampling_fields: set[str] = set()
+        self._module: Any = None
+        self._spec_class: str | None = None
 
     @property
     def version(self) -> str:
         try:
             return f"tensorrt_llm=={version('tensorrt_llm')}"
         except PackageNotFoundError:
+            module = self._module
+            if getattr(module, "__version__", None):
+                return f"tensorrt_llm=={module.__version__}"
             return "tensorrt_llm (not installed)"
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        if not self.config.drafter.enabled:
+            return EngineCapabilities(missing=MISSING)
+        return EngineCapabilities(counter_sources=(SOURCE,), missing=MISSING)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["speculative_config_class"] = self._spec_class
+        return info
 
     async def start(self) -> None:
         try:
@@ -240,10 +246,12 @@ class TRTLLMEngine(Engine):
                 "the trtllm engine needs TensorRT-LLM on a CUDA machine: `pip install tensorrt_llm` "
                 f"(import failed: {exc})"
             ) from exc
+        self._module = tensorrt_llm
         kwargs = llm_kwargs(self.config)
         spec = spec_config_for(self.config.drafter)
         if spec is not None:
             cls_name = resolve_spec_class(self.config.drafter, dir(llmapi))
+            self._spec_class = cls_name
             cls = getattr(llmapi, cls_name)
             fields = getattr(cls, "model_fields", None) or {}
             kwargs["speculative_config"] = cls(**adapt_spec_kwargs(spec[1], fields))

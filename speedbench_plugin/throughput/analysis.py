@@ -110,6 +110,40 @@ class DraftLengthAnalysis:
     notes: list[str] = field(default_factory=list)
     drafter: DrafterSpec | None = None  # one member of the family (any k)
 
+    def to_json(self) -> dict[str, Any]:
+        """For the record's ``draft_length`` section; :meth:`from_json` reads it back."""
+        return {
+            "bucket": self.bucket, "tier": self.tier, "family": self.family,
+            "measured": self.measured.to_dict("records"),
+            "best_k_measured": {str(c): k for c, k in self.best_k_measured.items()},
+            "dynamic_table": [list(e) for e in self.dynamic_table] if self.dynamic_table else None,
+            "per_position": list(self.per_position), "drafting_share": self.drafting_share,
+            "step_model": self.model.to_dict() if self.model else None,
+            "best_k_smartspec": {str(c): k for c, k in self.best_k_smartspec.items()},
+            "knee": self.knee.to_dict() if self.knee else None,
+            "best_k_sssd": {str(c): k for c, k in self.best_k_sssd.items()},
+            "notes": list(self.notes), "drafter": str(self.drafter) if self.drafter else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DraftLengthAnalysis:
+        def ints(mapping: dict[str, Any]) -> dict[int, int]:
+            return {int(c): int(k) for c, k in (mapping or {}).items()}
+
+        fit, knee = data.get("step_model"), data.get("knee")
+        return cls(
+            bucket=int(data["bucket"]), tier=str(data["tier"]), family=str(data["family"]),
+            measured=pd.DataFrame(data["measured"]), best_k_measured=ints(data["best_k_measured"]),
+            dynamic_table=[tuple(e) for e in data["dynamic_table"]] if data.get("dynamic_table") else None,  # type: ignore[misc]
+            per_position=list(data.get("per_position") or []), drafting_share=float(data.get("drafting_share") or math.nan),
+            model=goodput.StepTimeModel(fit["a_s_per_batched_token"], fit["b_s_per_context_token"], fit["c_s_fixed"],
+                                        fit["r2"], int(fit["samples"])) if fit else None,
+            best_k_smartspec=ints(data.get("best_k_smartspec") or {}),
+            knee=sssd.Knee(knee["knee_tokens"], knee["flat_s"], knee["slope_s_per_token"], knee["r2"]) if knee else None,
+            best_k_sssd=ints(data.get("best_k_sssd") or {}), notes=list(data.get("notes") or []),
+            drafter=DrafterSpec.parse(data["drafter"]) if data.get("drafter") else None,
+        )
+
     def choice_rows(self) -> list[dict[str, Any]]:
         """Per concurrency: the k each policy picks and the output TPS measured at that k."""
         tps = {(int(c), int(k)): v for c, k, v in zip(self.measured["concurrency"], self.measured["k"], self.measured["output_tps"])}
@@ -235,3 +269,41 @@ def dynamic_validation(frame: pd.DataFrame) -> pd.DataFrame:
                      "dynamic_tps": dyn["output_tps"], "best_fixed": best["drafter_id"], "best_fixed_tps": best["output_tps"],
                      "dynamic_vs_best_fixed": dyn["output_tps"] / best["output_tps"] - 1.0})
     return pd.DataFrame(rows)
+
+
+# --- the analyses as record sections ---------------------------------------------------------------
+
+
+def session_sections(records: Sequence[Record], profile: Sequence[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Each SD case gets the draft-length analysis of its (bucket, tier, family) as ``draft_length``;
+    each random-tier case its overstatement against the real tiers as ``random_vs_real``. Computed
+    once here; every table, file and report reads these sections."""
+    out: dict[str, dict[str, Any]] = {}
+    cases = throughput_records(records)
+    for item in draft_length_analyses(records, profile):
+        section = item.to_json()
+        for r in cases:
+            if (r.case.drafter.enabled and r.case.dynamic_table is None and family_of(r.case.drafter) == item.family
+                    and (r.case.bucket, r.case.tier) == (item.bucket, item.tier)):
+                out.setdefault(r.case_id, {})["draft_length"] = section
+    frame = cases_frame(records)
+    for row in random_vs_real(frame).to_dict("records"):
+        for r in cases:
+            if (r.case.tier == RANDOM_TIER and r.case.dynamic_table is None and r.case.bucket == row["bucket"]
+                    and r.case.drafter.id == row["drafter_id"] and r.case.concurrency == row["concurrency"]):
+                out.setdefault(r.case_id, {})["random_vs_real"] = row
+    return out
+
+
+def analyses_of(records: Iterable[Record]) -> list[DraftLengthAnalysis]:
+    """The distinct draft-length analyses the records carry."""
+    seen: dict[tuple[int, str, str], DraftLengthAnalysis] = {}
+    for r in records:
+        section = r.section("draft_length")
+        if section and (section["bucket"], section["tier"], section["family"]) not in seen:
+            seen[(section["bucket"], section["tier"], section["family"])] = DraftLengthAnalysis.from_json(section)
+    return [seen[key] for key in sorted(seen)]
+
+
+def random_vs_real_of(records: Iterable[Record]) -> pd.DataFrame:
+    return pd.DataFrame([r.section("random_vs_real") for r in records if r.section("random_vs_real")])

@@ -151,12 +151,13 @@ class ThroughputReport:
                 self.profiles = value
 
     def pytest_speedbench_session_sections(self, config: pytest.Config, records: Sequence[Record]) -> dict[str, dict[str, Any]]:
-        """A run with a dynamic table against the best fixed k the sweep measured at its concurrency."""
+        """The sweep's analyses on the cases they concern, and a run with a dynamic table against the
+        best fixed k the sweep measured at its concurrency."""
         from speedbench_plugin.throughput.plugin import throughput_settings
 
         entries: dict[tuple[int | None, str | None, str], Any] = {
             (e.bucket, e.tier, e.family): e for e in throughput_settings(config).dynamic}
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, dict[str, Any]] = analysis.session_sections(records, self.profiles)
         for record in analysis.throughput_records(records):
             if record.case.dynamic_table is None:
                 continue
@@ -164,11 +165,11 @@ class ThroughputReport:
             best = (entry.best_fixed if entry else {}).get(str(record.case.concurrency))
             if not best:
                 continue
-            out[record.case_id] = {"dynamic_validation": {
+            out.setdefault(record.case_id, {})["dynamic_validation"] = {
                 "best_fixed_k": best["k"], "best_fixed_tps": best["output_tps"],
                 "dynamic_vs_best_fixed": m.speedup(record.speed.output_tps, best["output_tps"]),
                 "note": "the best fixed k was measured by the sweep, in an earlier session",
-            }}
+            }
         return out
 
     def pytest_speedbench_records(self, config: pytest.Config, records: Sequence[Record]) -> None:
@@ -178,11 +179,11 @@ class ThroughputReport:
         out = run_directory(config)
         frame.to_csv(out / "throughput_cases.csv", index=False)
         self.written = [out / "throughput_cases.csv"]
-        rvr = analysis.random_vs_real(frame)
+        rvr = analysis.random_vs_real_of(records)
         if not rvr.empty:
             rvr.to_csv(out / "throughput_random_vs_real.csv", index=False)
             self.written.append(out / "throughput_random_vs_real.csv")
-        items = analysis.draft_length_analyses(records, self.profiles)
+        items = analysis.analyses_of(records)
         if items:
             pd.concat([i.measured.assign(bucket=i.bucket, tier=i.tier, family=i.family) for i in items]).to_csv(
                 out / "throughput_goodput.csv", index=False)
@@ -207,10 +208,10 @@ class ThroughputReport:
         write = terminalreporter.write
         if (~frame["dynamic"]).any():
             write(sweep_table(frame[~frame["dynamic"]], width))
-        rvr = analysis.random_vs_real(frame)
+        rvr = analysis.random_vs_real_of(records)
         if not rvr.empty:
             write(random_table(rvr, width))
-        for item in analysis.draft_length_analyses(records, self.profiles):
+        for item in analysis.analyses_of(records):
             write(draft_length_report(item, width))
         validation = [(r, r.section("dynamic_validation")) for r in records if r.section("dynamic_validation")]
         if validation:

@@ -1,0 +1,1 @@
+"""Analyses that reproduce SPEED-Bench's findings from the suite's records."""

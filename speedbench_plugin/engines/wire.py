@@ -1,0 +1,307 @@
+"""Wire formats that more than one engine reads, parsed in one place.
+
+* vLLM's per-request ``speculative_decoding`` dict (``RequestSpecDecodeMetrics.to_dict()`` in
+  process, ``metrics.speculative_decoding`` over HTTP): the ``vllm`` and ``openai`` engines.
+* vLLM's Prometheus counters (``/metrics`` text): the ``openai`` engine, and any tool that scrapes.
+* SGLang's streamed outputs and ``meta_info`` (``async_generate`` in process, ``/generate`` over
+  HTTP): the ``sglang`` and ``openai`` engines.
+* Server-sent events and Prometheus text exposition: every served engine.
+
+Engine modules import from here; no engine module imports another.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from speedbench_plugin.engines.base import EngineError, Sampling, SpecCounts, StepRecord, StreamResult
+
+# --- vLLM: per-request speculative-decoding metrics ---------------------------------------------
+
+VLLM_PER_REQUEST = "vllm:per_request"
+VLLM_PER_STEP = "vllm:per_request(detailed)"
+
+
+def vllm_counts_from_spec_dict(spec: dict[str, Any]) -> SpecCounts:
+    """vLLM's per-request ``speculative_decoding`` dict → SpecCounts.
+
+    vLLM counts a step only when it scheduled draft tokens, so ``num_spec_steps`` is vLLM's
+    ``num_drafts``. Drafts are accepted as a prefix, so position i was accepted in every step of
+    the dense histogram (index = accepted drafts) with j > i.
+    """
+    histogram = [int(c) for c in spec.get("acceptance_histogram") or []]
+    if histogram:
+        per_pos = [sum(histogram[i + 1 :]) for i in range(len(histogram) - 1)]
+    else:
+        k = int(spec.get("num_spec_tokens") or 0)
+        per_pos = [sum(1 for a in spec.get("per_step_accepted") or [] if a > i) for i in range(k)]
+    try:
+        return SpecCounts(
+            num_drafts=int(spec["num_spec_steps"]),
+            num_draft_tokens=int(spec["num_draft_tokens"]),
+            num_accepted_tokens=int(spec["num_accepted_draft_tokens"]),
+            accepted_per_pos=per_pos,
+            source=VLLM_PER_REQUEST,
+        )
+    except KeyError as exc:
+        raise EngineError(f"vLLM per-request speculative_decoding metrics lack {exc}; got keys {sorted(spec)}") from None
+
+
+def vllm_steps_from_spec_dict(spec: dict[str, Any]) -> StepRecord | None:
+    """The per-step record of vLLM's ``detailed`` level; None at ``summary`` (no per-step lists).
+
+    vLLM leaves both lists out when no step drafted: that request's record is empty at either level.
+    """
+    accepted = spec.get("per_step_accepted")
+    drafted = spec.get("per_step_drafted")
+    if accepted is None and drafted is None:
+        if int(spec.get("num_spec_steps") or 0) == 0:
+            return StepRecord((), (), VLLM_PER_STEP)
+        return None
+    accepted = [int(a) for a in accepted or []]
+    drafted = [int(d) for d in drafted or []]
+    if len(accepted) != len(drafted):
+        raise EngineError(f"vLLM per-step record: {len(accepted)} accepted entries against {len(drafted)} drafted")
+    return StepRecord(tuple(accepted), tuple(drafted), VLLM_PER_STEP)
+
+
+# --- vLLM: Prometheus counters ------------------------------------------------------------------
+
+VLLM_PROMETHEUS_PREFIX = "vllm:spec_decode_"
+VLLM_PROMETHEUS = "vllm:/metrics"
+
+
+def vllm_counts_from_prometheus(text: str) -> SpecCounts | None:
+    """Cumulative vLLM SD counters from ``/metrics`` text, summed over ``engine``/``model_name``
+    labels; None when the server exports none."""
+    totals = {"num_drafts": 0, "num_draft_tokens": 0, "num_accepted_tokens": 0}
+    per_pos: dict[int, int] = {}
+    found = False
+    for name, labels, value in parse_prometheus(text):
+        if not (name.startswith(VLLM_PROMETHEUS_PREFIX) and name.endswith("_total")):
+            continue  # skips _created timestamps and any future gauges
+        key = name[len(VLLM_PROMETHEUS_PREFIX) : -len("_total")]
+        if key == "num_accepted_tokens_per_pos":
+            found = True
+            pos = int(labels.get("position", -1))
+            if pos >= 0:
+                per_pos[pos] = per_pos.get(pos, 0) + int(value)
+        elif key in totals:
+            found = True
+            totals[key] += int(value)
+    if not found:
+        return None
+    width = max(per_pos) + 1 if per_pos else 0
+    return SpecCounts(accepted_per_pos=[per_pos.get(i, 0) for i in range(width)], source=VLLM_PROMETHEUS, **totals)
+
+
+# --- SGLang: streamed outputs and meta_info -----------------------------------------------------
+
+SGLANG_META_INFO = "sglang:meta_info"
+# SGLang renamed its per-request SD fields over releases; the first name present wins.
+SGLANG_ACCEPTED = ("spec_num_correct_drafts", "spec_accepted_drafts", "spec_accept_token_num")
+SGLANG_PROPOSED = ("spec_num_proposed_drafts", "spec_proposed_drafts", "spec_draft_token_num")
+SGLANG_HISTOGRAM = ("spec_correct_drafts_histogram", "spec_accept_histogram")
+
+
+def _first(meta: dict[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+    for name in names:
+        if meta.get(name) is not None:
+            return name, meta[name]
+    return None, None
+
+
+def sglang_meta_fields(meta: dict[str, Any]) -> dict[str, str | None]:
+    """Which spelling of each SD field a ``meta_info`` carries (None: absent)."""
+    return {
+        "verify_ct": "spec_verify_ct" if meta.get("spec_verify_ct") is not None else None,
+        "accepted": _first(meta, SGLANG_ACCEPTED)[0],
+        "proposed": _first(meta, SGLANG_PROPOSED)[0],
+        "histogram": _first(meta, SGLANG_HISTOGRAM)[0],
+    }
+
+
+def sglang_counts_from_meta_info(meta: dict[str, Any], k: int | None = None) -> SpecCounts | None:
+    """Per-request SpecCounts from a finished chunk's ``meta_info``; None when it has no SD fields.
+
+    ``num_drafts`` = ``spec_verify_ct`` (every SGLang verify step carries a draft).
+    ``accepted_per_pos[i]`` comes from the histogram (steps that accepted more than ``i``): a chain
+    accepts a prefix. Without a histogram it stays empty rather than guessed.
+    """
+    verify_ct = meta.get("spec_verify_ct")
+    if verify_ct is None:
+        return None
+    verify_ct = int(verify_ct)
+    _, accepted = _first(meta, SGLANG_ACCEPTED)
+    _, proposed = _first(meta, SGLANG_PROPOSED)
+    _, histogram = _first(meta, SGLANG_HISTOGRAM)
+    source = SGLANG_META_INFO
+    if accepted is None:
+        # Oldest releases: each verify step emits accepted + 1 tokens.
+        completion = meta.get("completion_tokens")
+        if completion is None or verify_ct == 0:
+            return None
+        accepted = max(int(completion) - verify_ct, 0)
+        source = f"{SGLANG_META_INFO}(derived: completion_tokens - spec_verify_ct)"
+    if proposed is None:
+        proposed = verify_ct * k if k else 0
+        source += "(proposed = spec_verify_ct x k)" if k else "(proposed unknown)"
+    per_pos: list[int] = []
+    if histogram:
+        counts = [int(c) for c in histogram]
+        per_pos = [sum(counts[i + 1 :]) for i in range(len(counts) - 1)]
+    return SpecCounts(
+        num_drafts=verify_ct,
+        num_draft_tokens=int(proposed),
+        num_accepted_tokens=int(accepted),
+        accepted_per_pos=per_pos,
+        source=source,
+        num_steps=verify_ct,
+    )
+
+
+def sglang_finish_reason(meta: dict[str, Any]) -> str | None:
+    reason = meta.get("finish_reason")
+    if isinstance(reason, dict):
+        return reason.get("type")
+    return reason
+
+
+def sglang_finish(result: StreamResult, meta: dict[str, Any] | None, k: int | None) -> StreamResult:
+    """Fill a stream's finish reason and counters from its last ``meta_info``; an abort is an error."""
+    if not meta:
+        raise EngineError(f"sglang: request {result.request_id} produced no output")
+    result.finish_reason = sglang_finish_reason(meta)
+    if result.finish_reason == "abort":
+        message = meta["finish_reason"].get("message") if isinstance(meta.get("finish_reason"), dict) else None
+        raise EngineError(f"sglang: request {result.request_id} aborted: {message or meta.get('finish_reason')}")
+    result.spec = sglang_counts_from_meta_info(meta, k)
+    if result.spec is not None:
+        result.spec_raw = {key: value for key, value in meta.items() if key.startswith("spec_")}
+        result.spec_raw["completion_tokens"] = meta.get("completion_tokens")
+    return result
+
+
+def sglang_sampling_params(sampling: Sampling) -> dict[str, Any]:
+    """SGLang's ``sampling_params`` (``async_generate`` and ``/generate`` take the same dict)."""
+    params: dict[str, Any] = {
+        "max_new_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "ignore_eos": sampling.ignore_eos,
+    }
+    if sampling.temperature > 0 and sampling.seed is not None:
+        params["sampling_seed"] = sampling.seed  # per-request seed (SGLang >= 0.5)
+    return params
+
+
+@dataclass
+class SGLangOutputs:
+    """Turns SGLang's streamed ``output_ids`` (cumulative or incremental) into per-chunk deltas.
+
+    ``output_ids`` is the whole output so far unless the server streams incrementally
+    (``incremental_streaming_output``, formerly ``stream_output``); ``meta_info["completion_tokens"]``
+    is always cumulative, which tells the two apart when the mode is not known.
+    """
+
+    incremental: bool | None = None  # None: decide from meta_info["completion_tokens"]
+    ids: list[int] = field(default_factory=list)
+
+    def delta(self, output_ids: Sequence[int], completion_tokens: int | None) -> list[int]:
+        output_ids = [int(i) for i in output_ids]
+        incremental = self.incremental
+        if completion_tokens is not None and self.ids:
+            incremental = len(output_ids) != completion_tokens
+        if incremental is None:
+            incremental = False  # the first chunk reads the same either way
+        if incremental:
+            new = output_ids
+        else:
+            if output_ids[: len(self.ids)] != self.ids:
+                raise EngineError("sglang: cumulative output_ids do not extend the previous chunk")
+            new = output_ids[len(self.ids) :]
+        self.ids.extend(new)
+        return new
+
+
+# --- server-sent events -------------------------------------------------------------------------
+
+
+@dataclass
+class SSEEvent:
+    t: float  # perf_counter() when the event's data line reached Python
+    data: str
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """Yield the ``data:`` payloads of a server-sent-event stream, timestamped on arrival.
+
+    vLLM and SGLang put one JSON object on each ``data:`` line and finish with ``data: [DONE]``.
+    Each data line is yielded as soon as it is read, not when the blank separator line follows,
+    so the timestamp is the moment the chunk reached Python. (Multi-line data fields, which the
+    SSE spec allows and neither server uses, would arrive as separate events and fail JSON parsing
+    loudly rather than silently.)
+    """
+    async for raw in lines:
+        t = time.perf_counter()
+        line = raw.rstrip("\r")
+        if not line or line.startswith(":"):
+            continue  # event separator or keep-alive comment
+        name, _, value = line.partition(":")
+        if name == "data":
+            yield SSEEvent(t, value.removeprefix(" "))
+
+
+def parse_json_event(event: SSEEvent, url: str) -> dict[str, Any] | None:
+    """The event's JSON object; None for ``[DONE]``; a clear error for anything else."""
+    if event.data.strip() == "[DONE]":
+        return None
+    try:
+        obj = json.loads(event.data)
+    except json.JSONDecodeError:
+        raise EngineError(f"{url}: stream sent a non-JSON event: {event.data[:200]!r}") from None
+    if not isinstance(obj, dict):
+        raise EngineError(f"{url}: stream sent {type(obj).__name__}, expected a JSON object")
+    return obj
+
+
+def error_message(obj: dict[str, Any]) -> str | None:
+    """The server's error text when a streamed object is an error (vLLM: ``{"error": {...}}``)."""
+    err = obj.get("error")
+    if err is None:
+        return None
+    if isinstance(err, dict):
+        parts = [str(err.get("message") or err)]
+        if err.get("code") is not None:
+            parts.append(f"code {err['code']}")
+        return ", ".join(parts)
+    return str(err)
+
+
+# --- Prometheus text exposition -----------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Samples of a Prometheus text exposition: (name, labels, value); comments skipped."""
+    samples = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        name, labels, value = match.groups()
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        samples.append((name, dict(_LABEL.findall(labels or "")), number))
+    return samples
