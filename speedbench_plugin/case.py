@@ -8,22 +8,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 import itertools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from speedbench_plugin import redaction
 from speedbench_plugin.engines.base import CeilingRun, Sampling, SpecCounts
 from speedbench_plugin.record import CaseKey, ClientBoundPolicy, MeasuredRound, Record, build_record
-from speedbench_plugin.runner import EngineHost, WorkItem, run_round
-from speedbench_plugin.settings import Settings
+from speedbench_plugin.runner import (
+    CANCEL_GRACE_S,
+    EngineHost,
+    EngineHung,
+    RequestLimits,
+    WorkItem,
+    run_round,
+)
+from speedbench_plugin.settings import REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, Settings
 
 if TYPE_CHECKING:
     from speedbench_plugin.drafters import DrafterSpec
     from speedbench_plugin.prompts import ChatTokenizer
+    from speedbench_plugin.supervisor import EngineSupervisor
 
 RECORD_KEY = pytest.StashKey[Record]()
 # Runs one measured round: (round index, per-request callback) -> the round. The default drives the
@@ -44,6 +53,28 @@ class EngineUnderTest:
     model_identity: str
     tokenizer: ChatTokenizer
     devices: str | None = None
+    supervisor: EngineSupervisor | None = None  # checks and restarts the engine after failures
+
+
+def request_limits(settings: Settings, case: str) -> RequestLimits:
+    """The settings' limits for one case's requests; messages name the case and the option."""
+    return RequestLimits(
+        idle_s=settings.request_timeout, total_s=settings.request_total_timeout, round_s=settings.round_timeout,
+        retries=settings.request_retries, case=case,
+        idle_option=f"--{REQUEST_TIMEOUT.name}", total_option=f"--{REQUEST_TOTAL_TIMEOUT.name}",
+        round_option=f"--{ROUND_TIMEOUT.name} {settings.round_timeout or 0:g}",
+    )
+
+
+STALL_GRACE_S = 60.0  # tokenizing a long prompt on the loop is not a hang
+
+
+def host_limits(settings: Settings) -> dict[str, float | None]:
+    """``EngineHost.run`` guards around a round: a little past the round limit (the round's own
+    watchdog ends it first), and a blocked event loop for well over what a request may go idle."""
+    round_s, idle_s = settings.round_timeout, settings.request_timeout or settings.round_timeout
+    return {"timeout": None if round_s is None else round_s + 2 * CANCEL_GRACE_S,
+            "stall_s": None if idle_s is None else idle_s + STALL_GRACE_S}
 
 
 def _progress_bar(settings: Settings, total: int, desc: str) -> Any:
@@ -65,9 +96,22 @@ def _uncaptured(config: pytest.Config) -> Iterator[None]:
         yield
 
 
-def _deltas(snapshots: Sequence[SpecCounts | None]) -> list[SpecCounts | None]:
-    return [after - before if after is not None and before is not None else None
-            for before, after in itertools.pairwise(snapshots)]
+def _deltas(snapshots: Sequence[SpecCounts | None]) -> list[tuple[SpecCounts | None, str | None]]:
+    """Each round's counter delta, or None with the reason: a snapshot missing, or counters that
+    went backwards (the server restarted between the snapshots)."""
+    out: list[tuple[SpecCounts | None, str | None]] = []
+    for before, after in itertools.pairwise(snapshots):
+        if after is None or before is None:
+            out.append((None, None))
+            continue
+        delta = after - before
+        if min([delta.num_drafts, delta.num_draft_tokens, delta.num_accepted_tokens, *delta.accepted_per_pos]) < 0:
+            why = (f"counters unavailable: the engine's {after.source} counters went backwards during the round "
+                   "(was the server restarted?)")
+            out.append((None, why))
+        else:
+            out.append((delta, None))
+    return out
 
 
 class CaseRunner:
@@ -77,6 +121,19 @@ class CaseRunner:
         self.item = item
         self.benchmark = benchmark
         self.target = target
+
+    def _check_engine(self) -> str | None:
+        """After failures: whether the engine still answers, and what happens next if not."""
+        supervisor = self.target.supervisor
+        if supervisor is None:
+            return None
+        reason = supervisor.check()
+        if reason is None:
+            return None
+        if supervisor.dead:
+            return supervisor.dead
+        left = supervisor.restarts_left
+        return f"{reason}; it will be restarted for the remaining cases ({left} restart{'s' if left != 1 else ''} left)"
 
     def _case_key(self, split: str, labels: dict[str, Any], concurrency: int, sampling: Sampling, rounds: int,
                   drafter: DrafterSpec, dynamic_table: list[list[int]] | None, arrival: str | None = None) -> CaseKey:
@@ -108,14 +165,23 @@ class CaseRunner:
                 round_fn: RoundFn | None = None) -> list[MeasuredRound]:
         """The timed rounds, each with the engine's counter delta around it."""
         settings, host = self.target.settings, self.target.host
+        limits = request_limits(settings, self.item.name)
+        guards = host_limits(settings)
         run_one: RoundFn = round_fn or (lambda index, tick: host.run(run_round(
-            host.engine, self.target.tokenizer, items, sampling, concurrency, index, tick)))
+            host.engine, self.target.tokenizer, items, sampling, concurrency, index, tick, limits=limits),
+            what=f"case {self.item.name}", **guards))
         results: list[MeasuredRound] = []
         snapshots: list[SpecCounts | None] = []
+        snapshot_notes: list[str] = []
         total_requests = sum(item.requests for item in items)
 
         def snapshot() -> None:  # pytest-benchmark's untimed setup
-            snapshots.append(host.counters())
+            try:
+                snapshots.append(host.counters(timeout=settings.engine_check_timeout))
+            except Exception as exc:  # noqa: BLE001 - counters are optional: the requests are still measured
+                snapshots.append(None)
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no message)"
+                snapshot_notes.append(f"counters unavailable: reading them failed: {why}")
 
         def one_round() -> None:
             bar = _progress_bar(settings, total_requests, f"{self.item.name} round {len(results) + 1}/{rounds}")
@@ -136,7 +202,12 @@ class CaseRunner:
         else:
             self.benchmark.pedantic(one_round, setup=snapshot, rounds=rounds, iterations=1, warmup_rounds=0)
         snapshot()
-        return [dataclasses.replace(r, counters=delta) for r, delta in zip(results, _deltas(snapshots))]
+        measured = []
+        for i, (result, (delta, note)) in enumerate(zip(results, _deltas(snapshots))):
+            # A failed read is noted against the rounds it leaves without a delta.
+            notes = [n for n in (note, *(snapshot_notes if delta is None else ())) if n]
+            measured.append(dataclasses.replace(result, counters=delta, counters_note="; ".join(dict.fromkeys(notes)) or None))
+        return measured
 
     def ceiling(self, split: str, measured: Sequence[MeasuredRound], sampling: Sampling,
                 concurrency: int) -> CeilingRun | str | None:
@@ -152,7 +223,11 @@ class CaseRunner:
         if not prompts:
             return None
         cpu = time.process_time()
-        run = self.target.host.run(engine.ceiling(prompts, sampling, concurrency))
+        try:
+            run = self.target.host.run(engine.ceiling(prompts, sampling, concurrency),
+                                       what=f"case {self.item.name}: the ceiling run", **host_limits(self.target.settings))
+        except Exception as exc:  # noqa: BLE001 - the measured rounds stand without a ceiling
+            return f"{engine.name}: the ceiling run failed: {type(exc).__name__}: {exc}"
         return dataclasses.replace(run, cpu_s=time.process_time() - cpu) if run is not None else None
 
     def run(
@@ -174,23 +249,37 @@ class CaseRunner:
         rounds = rounds or settings.rounds
         config = self.item.config
         self.benchmark.group = f"{split}:{'-'.join(str(v) for v in labels.values())}"
-        measured = self.measure(items, sampling, concurrency, rounds, round_fn)
+        try:
+            measured = self.measure(items, sampling, concurrency, rounds, round_fn)
+        except EngineHung as exc:
+            # The engine's loop is blocked or a round overran every guard: nothing of it can be trusted.
+            check = self._check_engine()
+            pytest.fail(f"{exc}" + (f"\nengine check: {check}" if check else ""), pytrace=False)
         case = self._case_key(split, labels, concurrency, sampling, rounds, drafter or self.target.drafter, dynamic_table,
                               arrival)
         record = build_record(case, self.target.host.engine.describe(), measured,
                               tensor_parallel_size=settings.tensor_parallel_size,
                               policy=ClientBoundPolicy(settings.client_bound_efficiency),
                               ceiling=self.ceiling(split, measured, sampling, concurrency))
+        check = self._check_engine() if record.errors else None
+        if check is not None:
+            record = record.with_sections({"engine_check": check})
         for sections in config.hook.pytest_speedbench_update_record(config=config, record=record, rounds=measured):
             if sections:
                 record = record.with_sections(sections)
+        data = record.to_json()
+        if redaction.scrub(data) != data:  # e.g. an engine describing its endpoint with its credentials
+            record = Record.from_json(redaction.scrub(data))
         self.item.stash[RECORD_KEY] = record
         self.benchmark.extra_info["speedbench"] = record.to_json()
         problems = [msg for msgs in config.hook.pytest_speedbench_check(config=config, record=record) for msg in (msgs or [])]
         if record.errors:
             shown = "\n  ".join(record.errors[:10])
             more = f"\n  ... and {len(record.errors) - 10} more" if len(record.errors) > 10 else ""
-            problems.insert(0, f"{len(record.errors)} request(s) failed:\n  {shown}{more}")
+            measured_ok = len(record.requests) - len(record.errors)
+            problems.insert(0, f"{len(record.errors)} request(s) failed ({measured_ok} measured):\n  {shown}{more}")
+            if check is not None:
+                problems.insert(1, f"engine check: {check}")
         if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
+            pytest.fail(redaction.scrub_text("\n".join(problems)), pytrace=False)
         return record

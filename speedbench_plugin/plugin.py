@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin import devices, hookspecs
+from speedbench_plugin import devices, hookspecs, redaction
 from speedbench_plugin import options as o
 from speedbench_plugin.case import RECORD_KEY, CaseRunner, EngineUnderTest
 from speedbench_plugin.reports import REPORT_PROPERTY, ReportsPlugin
-from speedbench_plugin.settings import OPTIONS, SETTINGS_KEY, Settings, settings_of
+from speedbench_plugin.settings import ENGINE_START_TIMEOUT, OPTIONS, SETTINGS_KEY, Settings, settings_of
 
 if TYPE_CHECKING:
     from speedbench_plugin.drafters import DrafterSpec
@@ -31,7 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[SETTINGS_KEY] = Settings.from_config(config)
+    settings = Settings.from_config(config)
+    config.stash[SETTINGS_KEY] = settings
+    redaction.register_endpoint(settings.endpoint)
     reports = ReportsPlugin(config)
     if not hasattr(config, "workerinput"):
         reports.check_writable()
@@ -101,7 +103,7 @@ def start_engine(settings: Settings, model: str, drafter: DrafterSpec, engine_ar
     """Create and start an engine for ``drafter``; a failure fails the calling test with the reason."""
     from speedbench_plugin.engines import EngineConfig, EngineError, UnknownEngine, create_engine
     from speedbench_plugin.models import ModelUnavailable
-    from speedbench_plugin.runner import EngineHost
+    from speedbench_plugin.runner import EngineHost, EngineHung
 
     try:
         config = EngineConfig(model, resolve_drafter(drafter), dict(settings.engine_args if engine_args is None else engine_args),
@@ -113,10 +115,17 @@ def start_engine(settings: Settings, model: str, drafter: DrafterSpec, engine_ar
         pytest.fail(f"engine {settings.engine} with drafter {drafter}: {exc}", pytrace=False)
     host = EngineHost(engine)
     try:
-        host.start()
+        host.start(timeout=settings.engine_start_timeout)
+    except EngineHung as exc:
+        host.close(timeout=10)
+        pytest.fail(f"engine {settings.engine} with drafter {drafter} failed to start: {exc} "
+                    f"(--{ENGINE_START_TIMEOUT.name})", pytrace=False)
     except Exception as exc:  # noqa: BLE001 - every case of this engine errors with this message
-        host.close()
+        host.close(timeout=30)
         pytest.fail(f"engine {settings.engine} with drafter {drafter} failed to start: {exc}", pytrace=False)
+    except BaseException:  # an interrupt during start: the engine's processes must not outlive pytest
+        host.close(timeout=30)
+        raise
     return host
 
 
@@ -133,30 +142,47 @@ def _identity(model: str, host: EngineHost) -> tuple[str, str]:
 def sb_engine(
     request: pytest.FixtureRequest, sb_settings: Settings, sb_model: str, sb_tokenizer: ChatTokenizer
 ) -> Iterator[EngineUnderTest]:
-    """One started engine per (engine, drafter), shared by every case that uses it."""
+    """One started engine per (engine, drafter), shared by every case that uses it; checked after
+    a case with failures and restarted for the next case when it stopped answering."""
+    from speedbench_plugin.supervisor import EngineSupervisor
+
     drafter = request.param
     pinned = devices.pinning(request.config)
     if pinned.problem:
         pytest.fail(f"speedbench devices: {pinned.problem}", pytrace=False)
-    host = start_engine(sb_settings, sb_model, drafter)
+
+    def started() -> EngineHost:
+        host = start_engine(sb_settings, sb_model, drafter)
+        try:
+            _warm_up(host, sb_tokenizer, sb_settings)
+        except BaseException:
+            host.close(timeout=30)
+            raise
+        return host
+
+    supervisor = EngineSupervisor(sb_settings, f"engine {sb_settings.engine} with drafter {drafter}", started)
     try:
-        _warm_up(host, sb_tokenizer)
+        host = supervisor.start()
         sha, how = _identity(sb_model, host)
-        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sha, how, sb_tokenizer, devices=pinned.label)
+        yield EngineUnderTest(host, sb_settings, drafter, sb_model, sha, how, sb_tokenizer, devices=pinned.label,
+                              supervisor=supervisor)
     finally:
-        host.close()
+        supervisor.close()
 
 
 WARMUP_PROMPTS = ("Say hello.", "Count from one to ten.")
 
 
-def _warm_up(host: EngineHost, tokenizer: ChatTokenizer) -> None:
+def _warm_up(host: EngineHost, tokenizer: ChatTokenizer, settings: Settings) -> None:
     """A few short requests before measuring: the first passes after start run at half speed."""
+    from speedbench_plugin.case import host_limits, request_limits
     from speedbench_plugin.engines.base import Sampling
     from speedbench_plugin.runner import WorkItem, run_round
 
     items = [WorkItem(f"warmup{i}", "warmup", (text,)) for i, text in enumerate(WARMUP_PROMPTS)]
-    warm = host.run(run_round(host.engine, tokenizer, items, Sampling(max_tokens=32), concurrency=1))
+    warm = host.run(run_round(host.engine, tokenizer, items, Sampling(max_tokens=32), concurrency=1,
+                              limits=request_limits(settings, "engine warm-up")),
+                    what="engine warm-up", **host_limits(settings))
     errors = [r.stream.error for r in warm.requests if r.stream.error]
     if errors:
         pytest.fail(f"engine warm-up failed: {errors[0]}", pytrace=False)
@@ -164,6 +190,18 @@ def _warm_up(host: EngineHost, tokenizer: ChatTokenizer) -> None:
 
 @pytest.fixture
 def sb_case(request: pytest.FixtureRequest, benchmark: Any, sb_engine: EngineUnderTest) -> CaseRunner:
+    """The case's runner, on an engine that answers: restarted first if the last case left it down;
+    an engine that cannot be restarted errors this case with the reason, at once."""
+    from speedbench_plugin.supervisor import EngineDown
+
+    if sb_engine.supervisor is not None:
+        down = None
+        try:
+            sb_engine.host = sb_engine.supervisor.ensure_up()
+        except EngineDown as exc:
+            down = str(exc)
+        if down is not None:  # failed outside the handler: the reason alone, not a chain of exceptions
+            pytest.fail(down, pytrace=False)
     return CaseRunner(request.node, benchmark, sb_engine)
 
 
@@ -191,4 +229,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call" and RECORD_KEY in item.stash:
         # user_properties travel with the report, so records survive pytest-xdist.
         report.user_properties.append((REPORT_PROPERTY, item.stash[RECORD_KEY].to_json()))
+    _scrub_report(report)
     return report
+
+
+def _scrub_report(report: pytest.TestReport) -> None:
+    """No secret leaves through a report: failure text and tracebacks (terminal, JUnit XML),
+    captured output, user properties (JUnit XML, xdist)."""
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        if redaction.contains_secret(text):
+            report.longrepr = redaction.scrub_text(text)
+    report.sections = [(title, redaction.scrub_text(content)) for title, content in report.sections]
+    report.user_properties = [(name, redaction.scrub(value)) for name, value in report.user_properties]

@@ -348,6 +348,7 @@ class MeasuredRound:
     cpu_s: float | None  # the benchmark process's CPU time during the round
     counters: SpecCounts | None  # the engine's cumulative counters' delta over the round
     client: dict[str, Any] | None = None  # the load generator's observations of itself (speedbench_plugin.load)
+    counters_note: str | None = None  # why ``counters`` is None, when reading them failed
 
     @property
     def streams(self) -> list[StreamResult]:
@@ -369,6 +370,7 @@ def _counters(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], 
         global_ = CounterSummary.of(SpecCounts.total(deltas, deltas[0].source), k)
     elif deltas:
         notes.append(f"cumulative counters missing for {len(rounds) - len(deltas)} of {len(rounds)} rounds")
+    notes.extend(dict.fromkeys(r.counters_note for r in rounds if r.counters_note))
     per_request: CounterSummary | None = None
     spec = [s.spec for s in streams if s.spec is not None]
     if spec and len(spec) < len(streams):

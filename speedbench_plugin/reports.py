@@ -1,6 +1,11 @@
-"""Collect records from reports (on the xdist controller too), add the session's cross-case figures
-once, then write every output from the same final records: the suite's results file, pytest-
-benchmark's JSON (with and without xdist, one schema), the extensions' files, the table."""
+"""Collect records from reports (on the xdist controller too) into the run's journal as each case
+finishes, add the session's cross-case figures once, then write every output from the journal's
+final records: the run's ``results.json``, the suite's results file, pytest-benchmark's JSON (with
+and without xdist, one schema), the extensions' files, the table.
+
+Interrupts (Ctrl-C, SIGTERM from a CI timeout) cancel the requests in flight, let the engine shut
+down and still write every output from the cases that finished, marked ``"partial": true``;
+``--speedbench-resume RUN_DIR`` finishes such a run."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,19 +13,34 @@ import io
 import math
 import os
 import platform
+import signal
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
 
 from speedbench_plugin import __version__
+from speedbench_plugin import options as o
 from speedbench_plugin.cache import ResultsWriteError, atomic_write_json, ensure_writable
-from speedbench_plugin.record import SCHEMA_VERSION, Record, session_speedups
-from speedbench_plugin.settings import settings_of
+from speedbench_plugin.journal import (
+    JOURNAL_NAME,
+    JournalContents,
+    JournalError,
+    JournalWriter,
+    fingerprint,
+    open_for_resume,
+    read_journal,
+)
+from speedbench_plugin.record import SCHEMA_VERSION, Record, RecordSchemaError, session_speedups
+from speedbench_plugin.rundir import RUN_DIR, RUN_DIR_KEY, display, run_directory
+from speedbench_plugin.settings import RESUME, settings_of
 
 REPORT_PROPERTY = "speedbench"
+RESULTS_NAME = "results.json"
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -37,13 +57,16 @@ def benchmark_entry(record: Record) -> dict[str, Any]:
             "extra_info": {"speedbench": record.to_json()}}
 
 
-def results_document(records: Sequence[Record]) -> dict[str, Any]:
-    """pytest-benchmark's JSON shape, so its tooling reads the suite's own file too."""
+def results_document(records: Sequence[Record], partial: str | None = None) -> dict[str, Any]:
+    """pytest-benchmark's JSON shape, so its tooling reads the suite's own file too. ``partial``:
+    why the run did not finish (its cases are complete; others are missing)."""
     return {
         "machine_info": {"node": platform.node(), "machine": platform.machine(), "python_version": platform.python_version()},
         "speedbench_version": __version__,
         "speedbench_record_schema": SCHEMA_VERSION,
         "datetime": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "partial": partial is not None,
+        "partial_reason": partial,
         "benchmarks": [benchmark_entry(r) for r in records],
     }
 
@@ -78,7 +101,7 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
     ordered = sorted(records, key=lambda r: (r.case.split, r.case.label, r.case.drafter.id, r.case.concurrency))
     for r in ordered:
         gain = (r.section("speedup_vs_none") or {}).get("output_tps")
-        efficiency = _fmt(r.speed.harness_efficiency) + (" CLIENT-BOUND" if r.speed.client_bound else "")
+        efficiency = _fmt(r.speed.harness_efficiency) + (" client-bound" if r.speed.client_bound else "")
         table.add_row(
             r.case.label, r.case.drafter.id, str(r.case.concurrency), str(len(r.requests)),
             _al_cell(r), _fmt(r.acceptance.acceptance_length_drafting_steps), _fmt(r.acceptance.acceptance_rate),
@@ -104,6 +127,11 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
     if gaps:
         notes.append(f"GAP: stream and counters disagree beyond what end cuts and merges explain in {len(gaps)} case(s) "
                      f"({', '.join(r.case_id for r in gaps[:3])}); --speedbench-strict-fidelity fails them")
+    bound = [r for r in ordered if r.speed.client_bound]
+    if bound:
+        notes.append(f"CLIENT-BOUND: in {len(bound)} case(s) ({', '.join(r.case_id for r in bound[:3])}) the streamed figures "
+                     "fell behind the engine's own path: they measure the client, and the gate does not judge their speed. "
+                     "See README \"Measuring the engine, not the client\".")
     return buffer.getvalue() + "".join(f"{note}\n" for note in notes)
 
 
@@ -113,6 +141,81 @@ class ReportsPlugin:
         self.records: list[Record] = []
         self._final: list[Record] | None = None
         self._benchmark_json_written = False
+        self.interrupted: str | None = None  # the signal that stopped the run
+        self._finishing = False
+        self._signals_while_finishing = 0
+        self._session: pytest.Session | None = None
+        self._journal: JournalWriter | None = None
+        self._journal_problem: str | None = None
+        self._fingerprint = fingerprint(config)
+        self.resumed: JournalContents | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        resume = settings_of(config).resume
+        if resume:
+            self._open_resumed(Path(resume).expanduser())
+        if not self.is_worker:
+            self._install_signal_handlers()
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    # --- resuming ---
+
+    def _open_resumed(self, run_dir: Path) -> None:
+        given = o.value(self.config, RUN_DIR)
+        if given and Path(given).expanduser().resolve() != run_dir.resolve():
+            raise pytest.UsageError(f"--{RESUME.name} {run_dir} and --{RUN_DIR.name} {given}: a resumed run "
+                                    "continues in its own folder; give one of them")
+        try:
+            contents = open_for_resume(run_dir, self._fingerprint)
+            records = self._records_of(contents)
+        except JournalError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.config.stash[RUN_DIR_KEY] = run_dir
+        self.resumed = contents
+        if not self.is_worker:
+            self.records = records
+
+    @staticmethod
+    def _records_of(contents: JournalContents) -> list[Record]:
+        try:
+            return [Record.from_json(data, where=f"{contents.path} ({nodeid})") for nodeid, data in contents.records.items()]
+        except RecordSchemaError as exc:
+            raise JournalError(str(exc)) from None
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """A resumed run runs only the cases its journal lacks."""
+        self._collected_cases = sum("sb_engine" in getattr(item, "fixturenames", ()) for item in items)
+        if self.resumed is None:
+            return
+        done = [item for item in items if item.nodeid in self.resumed.records]
+        if done:
+            config.hook.pytest_deselected(items=done)
+            items[:] = [item for item in items if item.nodeid not in self.resumed.records]
+
+    # --- interrupts ---
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Ctrl-C or SIGTERM: pytest's interrupt path (the request in flight is cancelled, the engine
+        shuts down in teardown), then the outputs are written from the finished cases."""
+        self.interrupted = self.interrupted or signal.Signals(signum).name
+        # Once the outputs are being written, let them finish, unless the signal comes again.
+        self._signals_while_finishing += self._finishing
+        if not self._finishing or self._signals_while_finishing > 1:
+            raise KeyboardInterrupt(self.interrupted)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        if self._journal is not None:
+            self._journal.close()
 
     # --- collecting ---
 
@@ -123,10 +226,43 @@ class ReportsPlugin:
             if name == REPORT_PROPERTY and isinstance(value, dict):
                 record = Record.from_json(value, where=report.nodeid).with_outcome(report.outcome)
                 self.records.append(record)
+                if not self.is_worker:
+                    self._journal_record(report.nodeid, record)
 
-    @property
-    def is_worker(self) -> bool:
-        return hasattr(self.config, "workerinput")
+    def _journal_writer(self) -> JournalWriter | None:
+        if self._journal is None and self._journal_problem is None:
+            try:
+                self._journal = JournalWriter(run_directory(self.config) / JOURNAL_NAME)
+                self._journal.session(self._fingerprint, resumed=self.resumed is not None)
+            except OSError as exc:
+                self._journal_failed(exc)
+        return self._journal
+
+    def _journal_failed(self, exc: OSError) -> None:
+        self._journal_problem = f"{type(exc).__name__}: {exc}"
+        self._journal = None
+        self.config.get_terminal_writer().line(
+            f"speedbench: the journal cannot be written ({self._journal_problem}); results will be written at the "
+            "end of the session only", red=True)
+
+    def _journal_record(self, nodeid: str, record: Record) -> None:
+        writer = self._journal_writer()
+        if writer is None:
+            return
+        try:
+            writer.record(nodeid, record.to_json())
+        except OSError as exc:
+            self._journal_failed(exc)
+
+    def _journaled_records(self) -> list[Record] | None:
+        """The session's records as the journal holds them (the outputs are built from it)."""
+        if self._journal is None or self._journal_problem is not None:
+            return None
+        try:
+            return self._records_of(read_journal(self._journal.path))
+        except (OSError, JournalError) as exc:
+            self._journal_problem = f"reading it back failed: {exc}"
+            return None
 
     # --- the session's figures, once ---
 
@@ -136,16 +272,17 @@ class ReportsPlugin:
     def final_records(self) -> list[Record]:
         """The records with every session-level section added; computed once."""
         if self._final is None:
+            records = self._journaled_records() or self.records
             sections: dict[str, dict[str, Any]] = {}
             try:
-                results = self.config.hook.pytest_speedbench_session_sections(config=self.config, records=self.records)
+                results = self.config.hook.pytest_speedbench_session_sections(config=self.config, records=records)
             except Exception:  # noqa: BLE001 - a failing analysis must not lose the measured records
                 self._report_failure("a session-level analysis")
-                results = [session_speedups(self.records)]
+                results = [session_speedups(records)]
             for result in results:
                 for case_id, extra in (result or {}).items():
                     sections.setdefault(case_id, {}).update(extra)
-            self._final = [r.with_sections(sections.get(r.case_id, {})) for r in self.records]
+            self._final = [r.with_sections(sections.get(r.case_id, {})) for r in records]
         return self._final
 
     def _report_failure(self, what: str) -> None:
@@ -153,8 +290,27 @@ class ReportsPlugin:
         self.failed = True
 
     failed = False
+    _collected_cases = 0  # speedbench cases this process collected (none on an xdist controller)
+
+    def partial_reason(self) -> str | None:
+        """Why this session did not run every case it collected, if it did not."""
+        if self.interrupted:
+            return f"interrupted by {self.interrupted}"
+        session = self._session
+        if session is None:
+            return None
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "interrupted"
+        stop = session.shouldstop or session.shouldfail
+        return f"stopped early: {stop}" if stop else None
 
     # --- writing, once ---
+
+    @pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
+    def session_ending(self, session: pytest.Session) -> None:
+        """Before engines are torn down and anything is written: from here, signals only are noted."""
+        self._session = session
+        self._finishing = True
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
@@ -172,6 +328,8 @@ class ReportsPlugin:
         output_json.setdefault("benchmarks", []).extend(benchmark_entry(r) for r in final.values() if r.case_id not in seen)
         output_json["speedbench_version"] = __version__
         output_json["speedbench_record_schema"] = SCHEMA_VERSION
+        output_json["partial"] = self.partial_reason() is not None
+        output_json["partial_reason"] = self.partial_reason()
         self._benchmark_json_written = True
 
     def check_writable(self) -> None:
@@ -194,32 +352,60 @@ class ReportsPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or not self.records:
+        if self.is_worker:
+            return
+        partial = self.partial_reason()
+        if self._journal is not None:
+            try:
+                self._journal.end(partial is not None, partial, len(self.records))
+            except OSError as exc:
+                self._journal_failed(exc)
+        if not self.records:
             return
         records = self.final_records()
-        document = results_document(records)
-        try:
-            if settings_of(self.config).results_json:
-                atomic_write_json(self._targets()[0], document)
-            if getattr(self.config.option, "benchmark_json", None) is not None and not self._benchmark_json_written:
-                # pytest-benchmark writes nothing under xdist or --benchmark-disable: the same schema here.
-                atomic_write_json(self._targets()[-1], document)
-        except ResultsWriteError as exc:
-            self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
-            self.failed = True
+        document = results_document(records, partial)
+        targets = [run_directory(self.config) / RESULTS_NAME] + self._targets()
+        if self._benchmark_json_written and getattr(self.config.option, "benchmark_json", None) is not None:
+            targets.pop()  # pytest-benchmark wrote its own, with the final records in it
+        for target in targets:
+            try:
+                atomic_write_json(target, document)
+            except ResultsWriteError as exc:
+                self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
+                self.failed = True
         try:
             self.config.hook.pytest_speedbench_records(config=self.config, records=records)
         except Exception:  # noqa: BLE001 - a failing writer must not lose the results already written
             self._report_failure("a session-end writer")
-        if self.failed:
+        failed_before = [r for r in records if r.outcome == "failed" and self.resumed and r.case.nodeid in self.resumed.records]
+        if self.failed or failed_before:
             session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.records:
+        if self.is_worker:
             return
-        records = self.final_records()
-        terminalreporter.section("speedbench")
-        terminalreporter.write(render_table(records, width=max(terminalreporter._tw.fullwidth, 160)))
-        self.config.hook.pytest_speedbench_terminal_summary(
-            config=self.config, records=records, terminalreporter=terminalreporter
-        )
+        partial = self.partial_reason()
+        if self.records:
+            records = self.final_records()
+            terminalreporter.section("speedbench")
+            terminalreporter.write(render_table(records, width=max(terminalreporter._tw.fullwidth, 160)))
+            self.config.hook.pytest_speedbench_terminal_summary(
+                config=self.config, records=records, terminalreporter=terminalreporter
+            )
+        for line in self._summary_lines(partial):
+            terminalreporter.write_line(line, red=partial is not None or self._journal_problem is not None)
+
+    def _summary_lines(self, partial: str | None) -> list[str]:
+        lines = []
+        run_dir = self.config.stash.get(RUN_DIR_KEY, None)
+        where = display(run_dir, self.config) if run_dir is not None else None
+        if self.resumed is not None:
+            lines.append(f"speedbench: resumed {where}: {len(self.resumed.records)} case(s) from its journal, "
+                         f"{len(self.records) - len(self.resumed.records)} run now")
+        if partial is not None and (self.records or self._collected_cases):
+            written = f"in {where}/{RESULTS_NAME} and {where}/{JOURNAL_NAME}" if where else "nowhere (no case finished)"
+            lines.append(f"speedbench: PARTIAL results ({partial}): {len(self.records)} finished case(s) {written}"
+                         + (f"; finish the run with --{RESUME.name} {where}" if where else ""))
+        if self._journal_problem is not None:
+            lines.append(f"speedbench: the journal could not be used: {self._journal_problem}")
+        return lines

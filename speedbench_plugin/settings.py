@@ -88,10 +88,66 @@ CEILING = o.Option(
     "harness_efficiency: auto (throughput split), on (every split), off", "auto", kind=o.choice("auto", "on", "off"),
 )
 
+
+def _count(raw: Any, name: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise pytest.UsageError(f"--{name} {raw!r}: not a whole number >= 0") from None
+    if value < 0:
+        raise pytest.UsageError(f"--{name} {raw!r}: not a whole number >= 0")
+    return value
+
+
+def _limit(raw: Any, name: str) -> float | None:
+    """Seconds; 0 means no limit (None)."""
+    value = float(o.number(0.0)(raw, name))
+    return value or None
+
+
+# Reliability: what a fault may cost. Request and round limits fail the requests past them (what had
+# streamed is kept); the engine is then checked and restarted if it does not answer.
+REQUEST_TIMEOUT = o.Option(
+    "speedbench-request-timeout",
+    "seconds a request may go without a new token (the first included) before it fails; 0: no limit", "300",
+    kind=_limit,
+)
+REQUEST_TOTAL_TIMEOUT = o.Option("speedbench-request-total-timeout",
+                                 "seconds a whole request may take before it fails; 0: no limit", "0", kind=_limit)
+ROUND_TIMEOUT = o.Option(
+    "speedbench-round-timeout",
+    "seconds a measured round may take: requests still running then fail, later ones are not sent; 0: no limit",
+    "0", kind=_limit,
+)
+ENGINE_START_TIMEOUT = o.Option("speedbench-engine-start-timeout",
+                                "seconds an engine may take to start; 0: no limit", "1800", kind=_limit)
+ENGINE_CHECK_TIMEOUT = o.Option(
+    "speedbench-engine-check-timeout",
+    "seconds the health check after a failed case waits for a short request before the engine counts as down",
+    "60", kind=_limit,
+)
+ENGINE_RESTARTS = o.Option(
+    "speedbench-engine-restarts",
+    "restarts of an engine that stops answering, for the remaining cases; past them those cases error", "1",
+    kind=_count,
+)
+REQUEST_RETRIES = o.Option(
+    "speedbench-request-retries",
+    "re-sends of a request that provably never started (connection refused, HTTP 429/503 before any byte); "
+    "waits follow the server's Retry-After", "2", kind=_count,
+)
+RESUME = o.Option(
+    "speedbench-resume",
+    "RUN_DIR of an interrupted run: run only the cases missing from its journal (same configuration), "
+    "then write the complete outputs",
+)
+
 OPTIONS: tuple[o.Option, ...] = (
     ENGINE, MODEL, DRAFTER, CONCURRENCY, NUM_REQUESTS, MAX_TOKENS, TEMPERATURE, ENGINE_ARGS, ROUNDS, CATEGORIES,
     DATASET, ENDPOINT, PRESET, RESULTS_JSON, CROSS_ENGINE, PROGRESS, STRICT_FIDELITY, CLIENT_BOUND, RUN_DIR,
-    CEILING,
+    CEILING, REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, ENGINE_START_TIMEOUT, ENGINE_CHECK_TIMEOUT,
+    ENGINE_RESTARTS, REQUEST_RETRIES, RESUME,
 )
 
 
@@ -134,6 +190,14 @@ class Settings:
     ceiling: str = "auto"
     explicit: frozenset[str] = frozenset()  # options the user set (command line, ini or preset)
     min_per_category: int | None = None  # when the suite picks the prompt count, at least this many
+    request_timeout: float | None = 300.0  # limits: None = no limit
+    request_total_timeout: float | None = None
+    round_timeout: float | None = None
+    engine_start_timeout: float | None = 1800.0
+    engine_check_timeout: float | None = 60.0
+    engine_restarts: int = 1
+    request_retries: int = 2
+    resume: str | None = None
 
     @property
     def tensor_parallel_size(self) -> int:
@@ -172,6 +236,14 @@ class Settings:
             client_bound_efficiency=get(CLIENT_BOUND),
             ceiling=get(CEILING),
             explicit=explicit,
+            request_timeout=get(REQUEST_TIMEOUT),
+            request_total_timeout=get(REQUEST_TOTAL_TIMEOUT),
+            round_timeout=get(ROUND_TIMEOUT),
+            engine_start_timeout=get(ENGINE_START_TIMEOUT),
+            engine_check_timeout=get(ENGINE_CHECK_TIMEOUT),
+            engine_restarts=get(ENGINE_RESTARTS),
+            request_retries=get(REQUEST_RETRIES),
+            resume=get(RESUME),
         )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -15,6 +16,16 @@ from speedbench_plugin.drafters import DrafterSpec
 
 class EngineError(RuntimeError):
     """An engine failed to start, rejected its configuration or failed a request."""
+
+
+class RequestNotStarted(EngineError):
+    """The request provably never reached the engine (connection refused; HTTP 429 or 503 before
+    any byte of a stream), so the runner may send it again. ``retry_after``: the server's own wait
+    in seconds (``Retry-After``), when it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,12 @@ class StepRecord:
     source: str
 
 
+# The runner watches each request while it runs (its no-token timeout; what had streamed when it
+# failed): a StreamResult made inside a watched request registers itself here, so engines need
+# do nothing for it.
+WATCHED_STREAMS: ContextVar[list[StreamResult] | None] = ContextVar("speedbench_watched_streams", default=None)
+
+
 @dataclass
 class StreamResult:
     """One request's stream as the engine saw it."""
@@ -129,6 +146,11 @@ class StreamResult:
     spec_raw: dict[str, Any] | None = None
     steps: StepRecord | None = None  # the engine's per-step record, where it gives one
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        watched = WATCHED_STREAMS.get()
+        if watched is not None:
+            watched.append(self)
 
     @property
     def output_ids(self) -> list[int]:

@@ -19,7 +19,11 @@ Engine args:
   a counter bug that neither end cuts nor merges explain);
 * ``client_cost_s`` (busy CPU time per streamed chunk on the event loop: a slow client, so the
   streamed figures fall behind what the engine's ``ceiling()`` path delivers);
-* ``fail_request`` (a request id substring that raises), ``fail_start`` (raise in start).
+* ``fail_request`` (a request id substring that raises), ``fail_start`` (raise in start);
+* hangs, which a real engine cannot produce on demand: ``hang_request`` (a request id substring
+  whose request streams ``hang_after`` tokens, default 1, then never yields again), ``wedge``
+  (after such a hang every later request hangs at once, until the engine is restarted) and
+  ``hang_start`` (start never returns).
 
 ``ceiling()`` runs the same steps without streaming them (no per-chunk client cost).
 """
@@ -80,9 +84,25 @@ class FakeEngine(Engine):
         return EngineCapabilities(counter_sources=sources if self.k else (), per_step_record=per_step and bool(self.k),
                                   ceiling=True, missing=missing)
 
+    _wedged = False
+
+    async def _hang(self) -> None:
+        """Never return (until cancelled): a hung engine."""
+        if self.config.engine_args.get("wedge"):
+            self._wedged = True
+        await asyncio.Event().wait()
+
+    def _hang_at(self, request_id: str) -> int | None:
+        hang = self.config.engine_args.get("hang_request")
+        if self._wedged:
+            return 0
+        return int(self.config.engine_args.get("hang_after", 1)) if hang and hang in request_id else None
+
     async def start(self) -> None:
         if self.config.engine_args.get("fail_start"):
             raise EngineError("fake engine: start failure injected by fail_start")
+        if self.config.engine_args.get("hang_start"):
+            await self._hang()
         self._total = SpecCounts(0, 0, 0, [0] * self.k, "fake:counters")
 
     async def stop(self) -> None:
@@ -118,9 +138,14 @@ class FakeEngine(Engine):
         if fail and fail in request_id:
             raise EngineError(f"fake engine: failure injected for request {request_id}")
         step_grid = bool(args.get("step_grid", False))
+        hang_at = self._hang_at(request_id)
+        if hang_at == 0:
+            await self._hang()
         if step_s:
             await _pace(step_s, step_grid)
         result.chunks.append(Chunk(time.perf_counter(), (rng.randrange(1000),)))
+        if hang_at is not None and hang_at <= 1:
+            await self._hang()
         produced, pending = 1, list[int]()
         step = 0
         while produced < sampling.max_tokens:
@@ -147,6 +172,8 @@ class FakeEngine(Engine):
                 continue  # hold this step back so it arrives merged with the next one
             result.chunks.append(Chunk(time.perf_counter(), tuple(pending)))
             pending = []
+            if hang_at is not None and result.output_tokens >= hang_at:
+                await self._hang()
             if client_cost_s:
                 _busy(client_cost_s)
         if pending:

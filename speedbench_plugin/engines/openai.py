@@ -36,8 +36,10 @@ default 600), ``connect_timeout`` (default 10), ``extra_body`` (merged into ever
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from speedbench_plugin.engines import _http, wire
@@ -48,6 +50,7 @@ from speedbench_plugin.engines.base import (
     EngineCapabilities,
     EngineConfig,
     EngineError,
+    RequestNotStarted,
     Sampling,
     SpecCounts,
     StreamResult,
@@ -84,6 +87,21 @@ def sglang_body(prompt_ids: Sequence[int], sampling: Sampling, extra: dict[str, 
     }
     body.update(extra)
     return body
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After``: seconds, or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
 
 
 class OpenAIEngine(Engine):
@@ -309,14 +327,17 @@ class OpenAIEngine(Engine):
             async with self._client.stream("POST", path, json=body, headers=headers) as response:
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")
-                    raise StreamError(f"{url}: HTTP {response.status_code}: {_http.redact(text[:500])}", result)
+                    message = f"{url}: HTTP {response.status_code}: {_http.redact(text[:500])}"
+                    if response.status_code in (429, 503):  # refused before anything ran: may be sent again
+                        raise RequestNotStarted(message, _retry_after(response.headers.get("retry-after")))
+                    raise StreamError(message, result)
                 events = wire.iter_sse(response.aiter_lines())
                 if self.api == "sglang":
                     done = await self._read_sglang(events, url, result)
                 else:
                     done = await self._read_openai(events, url, result)
-        except httpx.ConnectError as exc:
-            raise StreamError(f"endpoint {self.base} is unreachable ({exc})", result) from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # no connection: the request never started
+            raise RequestNotStarted(f"endpoint {self.base} is unreachable ({type(exc).__name__}: {exc})") from exc
         except httpx.TimeoutException as exc:
             raise StreamError(
                 f"{url}: timed out after {result.output_tokens} tokens of request {result.request_id}", result
@@ -344,10 +365,11 @@ class OpenAIEngine(Engine):
                 raise StreamError(f"{url}: server error mid-stream after {result.output_tokens} tokens: {message}", result)
             for choice in obj.get("choices") or []:
                 ids = choice.get("token_ids")
-                if ids is None and choice.get("text"):
+                if ids is None:  # with return_token_ids every choice has them: tokens would go uncounted
                     raise StreamError(
-                        f"{url} streams text without token ids; speedbench needs `return_token_ids` "
-                        "(vLLM >= 0.10.2) to measure tokens exactly",
+                        f"{url} streams a chunk without token ids after {result.output_tokens} tokens of request "
+                        f"{result.request_id}; speedbench needs `return_token_ids` (vLLM >= 0.10.2) to measure "
+                        "tokens exactly",
                         result,
                     )
                 if ids:

@@ -35,7 +35,7 @@ from speedbench_plugin.load.selfcheck import (
     loop_name,
 )
 from speedbench_plugin.record import MeasuredRequest, MeasuredRound
-from speedbench_plugin.runner import WorkItem, run_round
+from speedbench_plugin.runner import NO_LIMITS, RequestLimits, WorkItem, run_round
 
 START_TIMEOUT_S = 600.0  # an engine's start() in a worker (an HTTP engine: a few requests)
 ORIGIN_DELAY_S = 0.05  # the round starts this long after "go" is sent: every worker is waiting by then
@@ -78,8 +78,8 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 async def observed_round(engine: Any, tokenizer: Any, items: Sequence[WorkItem], sampling: Sampling, concurrency: int,
                          round_index: int, on_request: Callable[[MeasuredRequest], None] | None = None,
-                         offsets: Sequence[float] | None = None, lag_interval: float = DEFAULT_LAG_INTERVAL_S
-                         ) -> tuple[MeasuredRound, dict[str, Any]]:
+                         offsets: Sequence[float] | None = None, lag_interval: float = DEFAULT_LAG_INTERVAL_S,
+                         limits: RequestLimits = NO_LIMITS) -> tuple[MeasuredRound, dict[str, Any]]:
     """``runner.run_round`` watched: the loop-lag monitor runs beside it, the loop thread's and the
     process's CPU time are read around it. Runs on the loop it watches.
 
@@ -94,7 +94,7 @@ async def observed_round(engine: Any, tokenizer: Any, items: Sequence[WorkItem],
     start = Usage.now()
     try:
         measured = await run_round(engine, tokenizer, items, sampling, concurrency, round_index, on_request,
-                                   arrivals=offsets)
+                                   arrivals=offsets, limits=limits)
     finally:
         usage = Usage.now().since(start)
         lags = await monitor.stop()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from speedbench_plugin.case import CaseRunner, RoundFn
+from speedbench_plugin.case import CaseRunner, RoundFn, host_limits, request_limits
 from speedbench_plugin.engines.base import Sampling
 from speedbench_plugin.load.clients import ClientPool, WorkerSpec, observed_round
 from speedbench_plugin.load.schedule import ArrivalPattern
@@ -73,10 +73,12 @@ class LoadCase:
 
             return spread
         host = target.host
+        limits = request_limits(target.settings, self.case.item.name)
 
         def here(index: int, tick: Callable[[Any], None] | None) -> MeasuredRound:
             measured, observed = host.run(observed_round(host.engine, target.tokenizer, items, sampling, cap, index,
-                                                         tick, offsets))
+                                                         tick, offsets, limits=limits),
+                                          what=f"case {self.case.item.name}", **host_limits(target.settings))
             return dataclasses.replace(measured, client={"processes": 1, "clock": clock_info(), "workers": [observed],
                                                          **common})
 
