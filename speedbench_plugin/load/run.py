@@ -66,8 +66,11 @@ class LoadCase:
             spec = WorkerSpec(target.settings.engine, target.host.engine.config, target.tokenizer.model_path,
                               settings.client_loop)
 
+            # Started now, before the case snapshots the engine's counters: each worker's engine probes
+            # the server with a request of its own, which must not count in the measured rounds.
+            pool = self.pools.get(target.drafter.id, spec, settings.clients)
+
             def spread(index: int, tick: Callable[[Any], None] | None) -> MeasuredRound:
-                pool = self.pools.get(target.drafter.id, spec, settings.clients)
                 measured = pool.run_round(items, sampling, cap, index, offsets, tick)
                 return dataclasses.replace(measured, client={**(measured.client or {}), **common})
 
