@@ -309,10 +309,9 @@ async def run_round(
         sent: float | None = None
         if arrivals is not None:
             scheduled = t_start + arrivals[index]
-            delay = scheduled - time.perf_counter()
-            if round_deadline is not None:  # an arrival past the round's limit is not waited for
-                delay = min(delay, round_deadline - time.perf_counter())
-            if delay > 0:
+            wake = scheduled if round_deadline is None else min(scheduled, round_deadline)  # past the limit: not waited for
+            # uvloop's timers have millisecond granularity and may fire up to 1 ms early: never send early.
+            while (delay := wake - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
             sent = time.perf_counter()
         async with gate:
