@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from speedbench_plugin.supervisor import EngineSupervisor
 
 RECORD_KEY = pytest.StashKey[Record]()
+# Runs one measured round: (round index, per-request callback) -> the round. The default drives the
+# session engine through runner.run_round; the load plugin passes an arrival schedule or worker processes.
+RoundFn = Callable[[int, Callable[[Any], None] | None], MeasuredRound]
 LABELS = ("category", "bucket", "tier")
 
 
@@ -133,7 +136,7 @@ class CaseRunner:
         return f"{reason}; it will be restarted for the remaining cases ({left} restart{'s' if left != 1 else ''} left)"
 
     def _case_key(self, split: str, labels: dict[str, Any], concurrency: int, sampling: Sampling, rounds: int,
-                  drafter: DrafterSpec, dynamic_table: list[list[int]] | None) -> CaseKey:
+                  drafter: DrafterSpec, dynamic_table: list[list[int]] | None, arrival: str | None = None) -> CaseKey:
         unknown = set(labels) - set(LABELS)
         if unknown:
             raise ValueError(f"case labels {sorted(unknown)} are not among {LABELS}")
@@ -154,18 +157,23 @@ class CaseRunner:
             rounds=rounds,
             devices=self.target.devices,
             dynamic_table=dynamic_table,
+            arrival=arrival,
             **labels,
         )
 
-    def measure(self, items: Sequence[WorkItem], sampling: Sampling, concurrency: int, rounds: int) -> list[MeasuredRound]:
+    def measure(self, items: Sequence[WorkItem], sampling: Sampling, concurrency: int, rounds: int,
+                round_fn: RoundFn | None = None) -> list[MeasuredRound]:
         """The timed rounds, each with the engine's counter delta around it."""
         settings, host = self.target.settings, self.target.host
+        limits = request_limits(settings, self.item.name)
+        guards = host_limits(settings)
+        run_one: RoundFn = round_fn or (lambda index, tick: host.run(run_round(
+            host.engine, self.target.tokenizer, items, sampling, concurrency, index, tick, limits=limits),
+            what=f"case {self.item.name}", **guards))
         results: list[MeasuredRound] = []
         snapshots: list[SpecCounts | None] = []
         snapshot_notes: list[str] = []
         total_requests = sum(item.requests for item in items)
-        limits = request_limits(settings, self.item.name)
-        guards = host_limits(settings)
 
         def snapshot() -> None:  # pytest-benchmark's untimed setup
             try:
@@ -180,9 +188,7 @@ class CaseRunner:
             tick = (lambda _request: bar.update(1)) if bar is not None else None
             try:
                 with _uncaptured(self.item.config) if bar is not None else contextlib.nullcontext():
-                    results.append(host.run(run_round(host.engine, self.target.tokenizer, items, sampling,
-                                                      concurrency, len(results), tick, limits),
-                                            what=f"case {self.item.name}", **guards))
+                    results.append(run_one(len(results), tick))
             finally:
                 if bar is not None:
                     bar.close()
@@ -235,6 +241,8 @@ class CaseRunner:
         rounds: int | None = None,
         drafter: DrafterSpec | None = None,
         dynamic_table: list[list[int]] | None = None,
+        arrival: str | None = None,
+        round_fn: RoundFn | None = None,
     ) -> Record:
         settings = self.target.settings
         sampling = sampling or Sampling(max_tokens=settings.max_tokens, temperature=settings.temperature)
@@ -242,12 +250,13 @@ class CaseRunner:
         config = self.item.config
         self.benchmark.group = f"{split}:{'-'.join(str(v) for v in labels.values())}"
         try:
-            measured = self.measure(items, sampling, concurrency, rounds)
+            measured = self.measure(items, sampling, concurrency, rounds, round_fn)
         except EngineHung as exc:
             # The engine's loop is blocked or a round overran every guard: nothing of it can be trusted.
             check = self._check_engine()
             pytest.fail(f"{exc}" + (f"\nengine check: {check}" if check else ""), pytrace=False)
-        case = self._case_key(split, labels, concurrency, sampling, rounds, drafter or self.target.drafter, dynamic_table)
+        case = self._case_key(split, labels, concurrency, sampling, rounds, drafter or self.target.drafter, dynamic_table,
+                              arrival)
         record = build_record(case, self.target.host.engine.describe(), measured,
                               tensor_parallel_size=settings.tensor_parallel_size,
                               policy=ClientBoundPolicy(settings.client_bound_efficiency),

@@ -371,3 +371,181 @@ def client_cpu_us_per_output(cpu_s: float | None, outputs: int) -> float:
     """The benchmark process's CPU time per engine step output (one per request per step): what
     bounds how many outputs a second the client can absorb before it becomes the bottleneck."""
     return ratio(None if cpu_s is None else cpu_s * 1e6, outputs)
+
+
+# --- serving load: open-loop arrivals, SLOs, the load generator's self-check, rate sweeps -------
+# (used by speedbench_plugin.load; every load figure is defined here, once)
+
+SLO_KEYS = ("ttft", "tpot", "e2el")
+
+
+def e2e_latency(result: StreamResult) -> float:
+    """End-to-end request latency: last token time − submission (the engine adapter's stamp), as
+    vLLM's ``e2el``. A client-side wait for a slot under a concurrency cap is not in it."""
+    return result.chunks[-1].t - result.t_submit if result.chunks else math.nan
+
+
+def send_error(t_scheduled: float | None, t_sent: float | None) -> float:
+    """How late the client acted on the arrival schedule for one request (seconds)."""
+    return math.nan if t_scheduled is None or t_sent is None else t_sent - t_scheduled
+
+
+def meets_slo(figures: dict[str, float | None], targets: dict[str, float], failed: bool) -> bool:
+    """A request meets its SLOs when it did not fail and every targeted figure is within its limit.
+    A figure the request cannot have counts as met only for TPOT of a one-token answer (no decode
+    to judge); any other missing figure fails it."""
+    if failed:
+        return False
+    for key, limit in targets.items():
+        value = figures.get(key)
+        if value is None or math.isnan(value):
+            first = figures.get("ttft")
+            if key == "tpot" and first is not None and not math.isnan(first):
+                continue
+            return False
+        if value > limit:
+            return False
+    return True
+
+
+def share(count: float, total: float) -> float:
+    """``count / total`` (e.g. SLO attainment: requests meeting every SLO / all requests)."""
+    return ratio(count, total)
+
+
+def per_second(amount: float, seconds: float) -> float:
+    """A count over a wall time: goodput (requests or tokens meeting every SLO) per second, achieved
+    request rate."""
+    return ratio(amount, seconds)
+
+
+def cpu_share(cpu_s: float | None, wall_s: float | None) -> float:
+    """CPU seconds per wall second: 1.0 is one core kept busy (an asyncio loop cannot use more)."""
+    return ratio(cpu_s, wall_s)
+
+
+def queue_growth(values_in_arrival_order: Sequence[float | None]) -> float:
+    """Median of the last third over the median of the first third (requests in arrival order):
+    above 1 when queueing grows through the run. NaN with fewer than three values."""
+    clean = [v for v in values_in_arrival_order if v is not None and not math.isnan(v)]
+    if len(clean) < 3:
+        return math.nan
+    third = len(clean) // 3
+    return ratio(median(clean[-third:]), median(clean[:third]))
+
+
+def crossing(xs: Sequence[float], ys: Sequence[float], level: float = 0.0) -> tuple[float, str]:
+    """Where ``ys`` (against ascending ``xs``) first rises above ``level``, linearly interpolated:
+    ``(x, "between")``; ``(xs[0], "below-range")`` when already above at the first x;
+    ``(xs[-1], "not-reached")`` when never above; ``(nan, "undefined")`` without two finite points.
+    For a rate sweep with ``ys`` = SD latency − no-SD latency this is the crossover rate above which
+    SD is slower."""
+    points = [(x, y) for x, y in sorted(zip(xs, ys)) if not (math.isnan(x) or math.isnan(y) or math.isinf(x))]
+    if len(points) < 2:
+        return math.nan, "undefined"
+    if points[0][1] > level:
+        return points[0][0], "below-range"
+    for (x0, y0), (x1, y1) in pairwise(points):
+        if y0 <= level < y1:
+            return x0 + (level - y0) * (x1 - x0) / (y1 - y0), "between"
+    return points[-1][0], "not-reached"
+
+
+def highest_rate_meeting(rates: Sequence[float], attainment: Sequence[float], target: float) -> tuple[float, str]:
+    """The highest sustainable request rate at ``target`` SLO attainment over a rate sweep: walking up
+    the finite rates, the first rate that misses the target ends the walk and the rate is
+    interpolated linearly between it and the rate below (``"between"``); ``"at-least"`` with the
+    highest rate when none misses; ``"below-range"`` with the lowest when even that misses."""
+    points = [(r, a) for r, a in sorted(zip(rates, attainment)) if not (math.isnan(a) or math.isinf(r) or math.isnan(r))]
+    if not points:
+        return math.nan, "undefined"
+    if points[0][1] < target:
+        return points[0][0], "below-range"
+    for (r0, a0), (r1, a1) in pairwise(points):
+        if a1 < target:
+            return r0 + (a0 - target) * (r1 - r0) / (a0 - a1), "between"
+    return points[-1][0], "at-least"
+
+
+@dataclass(frozen=True)
+class DecodeLatencyModel:
+    """SmartSpec's fitted step time turned into request latency against request rate (decode only).
+
+    With ``T(C) = a·C·(1 + drafted) + b·C·context + c`` for ``C`` requests in the batch, a request of
+    ``n`` output tokens spends ``D(C) = (n − 1) / AL · T(C) = α·C + β`` decoding. Little's law at
+    arrival rate λ (``C = λ·D``) gives ``C = λβ / (1 − λα)`` and ``D = β / (1 − λα)``: the latency
+    grows without bound as λ approaches ``1/α`` (saturation). Prefill is not modelled (the fit uses
+    pure decode steps)."""
+
+    alpha: float  # seconds of decode per request per request in the batch
+    beta: float  # seconds of decode per request with an empty batch
+
+    @classmethod
+    def of(cls, per_batched_token: float, per_context_token: float, fixed: float, acceptance_length: float,
+           drafted_per_step: float, output_tokens: float, context_per_request: float) -> DecodeLatencyModel:
+        steps = ratio(output_tokens - 1, acceptance_length)
+        per_request = per_batched_token * (1.0 + drafted_per_step) + per_context_token * context_per_request
+        return cls(steps * per_request, steps * fixed)
+
+    @property
+    def saturation_rate(self) -> float:
+        """Requests per second at which the predicted queue grows without bound."""
+        return ratio(1.0, self.alpha) if self.alpha > 0 else math.inf
+
+    def latency(self, rate: float) -> float:
+        if math.isnan(self.alpha) or math.isnan(self.beta) or self.beta <= 0:
+            return math.nan  # a fit without a positive fixed step time predicts nothing
+        load = rate * self.alpha
+        return math.inf if load >= 1.0 else self.beta / (1.0 - load)
+
+
+def predicted_crossover(sd: DecodeLatencyModel, plain: DecodeLatencyModel) -> float:
+    """The rate where the two predicted latencies are equal (``β_s/(1 − λα_s) = β_n/(1 − λα_n)``);
+    NaN when they never cross below both saturation rates."""
+    den = plain.beta * sd.alpha - sd.beta * plain.alpha
+    if not den:
+        return math.nan
+    rate = (plain.beta - sd.beta) / den
+    if not 0 < rate < min(sd.saturation_rate, plain.saturation_rate):
+        return math.nan
+    return rate
+
+
+def grid_stamp_lags(result: StreamResult, step_s: float) -> list[float]:
+    """How late each chunk was stamped after its emission, for an engine that emits on a grid of
+    ``step_s`` (FakeEngine ``step_grid``): chunk ``j`` is emitted at the first grid point after the
+    previous stamp (after submission for the first chunk)."""
+    lags, previous = [], result.t_submit
+    for chunk in result.chunks:
+        due = (math.floor(previous / step_s) + 1) * step_s
+        lags.append(chunk.t - due)
+        previous = chunk.t
+    return lags
+
+
+def free_stamp_lags(result: StreamResult, step_s: float) -> list[float]:
+    """How late each chunk was stamped for an engine that sleeps ``step_s`` after each chunk
+    (FakeEngine without ``step_grid``): each gap between stamps beyond ``step_s``."""
+    times = [result.t_submit] + [chunk.t for chunk in result.chunks]
+    return [b - a - step_s for a, b in pairwise(times)]
+
+
+def mean(values: Iterable[float | None]) -> float:
+    """Arithmetic mean of the defined values (mean request latency, as SmartSpec reports it)."""
+    clean = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(clean)) if clean else math.nan
+
+
+def bounded_ratio(num: tuple[float, str], den: tuple[float, str]) -> tuple[float, str]:
+    """The ratio of two sweep results that may be bounds (``highest_rate_meeting``'s kinds):
+    ``"exact"`` when both were interpolated, ``"at-least"``/``"at-most"`` when one side is a bound
+    that can only move the ratio one way, ``"undefined"`` otherwise."""
+    value = ratio(num[0], den[0])
+    kinds = (num[1], den[1])
+    if kinds == ("between", "between"):
+        return value, "exact"
+    if kinds in (("at-least", "between"), ("between", "below-range"), ("at-least", "below-range")):
+        return value, "at-least"
+    if kinds in (("between", "at-least"), ("below-range", "between"), ("below-range", "at-least")):
+        return value, "at-most"
+    return value, "undefined"

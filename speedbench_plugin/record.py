@@ -70,15 +70,21 @@ class CaseKey:
     tier: str | None = None
     devices: str | None = None  # the accelerators this case's engine was pinned to, if any
     dynamic_table: list[list[int]] | None = None  # vLLM's per-batch-size k table, when the drafter ran with one
+    arrival: str | None = None  # open-loop arrival pattern (speedbench_plugin.load), e.g. "2/s poisson"
 
     @property
     def k(self) -> int:
         return self.drafter.k if self.drafter.enabled else 0
 
     @property
-    def label(self) -> str:
+    def cell(self) -> str:
         """Category, or bucket/tier."""
         return self.category if self.category is not None else f"{self.bucket}/{self.tier}"
+
+    @property
+    def label(self) -> str:
+        """The cell, and the arrival pattern of an open-loop case."""
+        return f"{self.cell} {self.arrival}" if self.arrival else self.cell
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -330,6 +336,8 @@ class MeasuredRequest:
     prompt_sha256: str | None
     stream: StreamResult
     prompt_ids: tuple[int, ...] | None = field(default=None, repr=False)  # kept in memory only
+    t_scheduled: float | None = None  # open loop: when the arrival schedule said to send it (perf_counter)
+    t_sent: float | None = None  # open loop: when the client acted on the schedule
 
 
 @dataclass(frozen=True)
@@ -339,6 +347,7 @@ class MeasuredRound:
     t_end: float
     cpu_s: float | None  # the benchmark process's CPU time during the round
     counters: SpecCounts | None  # the engine's cumulative counters' delta over the round
+    client: dict[str, Any] | None = None  # the load generator's observations of itself (speedbench_plugin.load)
     counters_note: str | None = None  # why ``counters`` is None, when reading them failed
 
     @property
@@ -551,7 +560,7 @@ def speedup_section(record: Record, baseline: Record) -> dict[str, Any]:
 def none_baseline_key(case: CaseKey) -> tuple[Any, ...]:
     """Cases that share this key are the same workload under another drafter."""
     return (case.split, case.category, case.bucket, case.tier, case.engine, case.concurrency, case.max_tokens,
-            case.temperature)
+            case.temperature, case.arrival)
 
 
 def session_speedups(records: Sequence[Record]) -> dict[str, dict[str, Any]]:

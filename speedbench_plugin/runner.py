@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -282,31 +283,51 @@ async def run_round(
     concurrency: int,
     round_index: int = 0,
     on_request: Callable[[MeasuredRequest], None] | None = None,
+    arrivals: Sequence[float] | None = None,
     limits: RequestLimits = NO_LIMITS,
 ) -> MeasuredRound:
     """Run every item once, at most ``concurrency`` conversations in flight (as specdec_bench).
+
+    ``arrivals`` (open loop): item ``i`` is sent ``arrivals[i]`` seconds after the round starts; the
+    concurrency cap still applies (closed loop, every item due at once, when None). A conversation's
+    first request records when it was scheduled and when the client acted on it (before any wait
+    for a slot under the cap; the engine's own submission time is the stream's ``t_submit``).
 
     The engine's counters are not read here: a caller snapshots them around the round, outside
     any timed region. Under ``limits.round_s`` a conversation not started by then is recorded as
     not sent, and requests still running are cancelled with what they had streamed.
     """
+    if arrivals is not None and len(arrivals) != len(items):
+        raise ValueError(f"{len(arrivals)} arrival times for {len(items)} items")
     gate = asyncio.Semaphore(concurrency)
     done: list[MeasuredRequest] = []
+    t_start = 0.0
     round_deadline = time.perf_counter() + limits.round_s if limits.round_s else None
 
-    async def one(item: WorkItem) -> None:
+    async def one(index: int, item: WorkItem) -> None:
+        scheduled: float | None = None
+        sent: float | None = None
+        if arrivals is not None:
+            scheduled = t_start + arrivals[index]
+            wake = scheduled if round_deadline is None else min(scheduled, round_deadline)  # past the limit: not waited for
+            # uvloop's timers have millisecond granularity and may fire up to 1 ms early: never send early.
+            while (delay := wake - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
         async with gate:
             if round_deadline is not None and time.perf_counter() >= round_deadline:
                 requests = [_not_sent(item, round_index, limits)]
             else:
                 requests = await _run_item(engine, tokenizer, item, sampling, round_index, limits, round_deadline)
             for request in requests:
+                if scheduled is not None and request.turn == 0:
+                    request = dataclasses.replace(request, t_scheduled=scheduled, t_sent=sent)
                 done.append(request)
                 if on_request is not None:
                     on_request(request)
 
     cpu_start, t_start = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(one(item) for item in items))
+    await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
     t_end, cpu_end = time.perf_counter(), time.process_time()
     done.sort(key=lambda r: (r.question_id, r.turn))
     return MeasuredRound(tuple(done), t_start, t_end, cpu_end - cpu_start, counters=None)

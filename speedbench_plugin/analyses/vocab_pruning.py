@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from speedbench_plugin.record import Record
 
 from collections.abc import Sequence
@@ -42,7 +44,7 @@ def is_self_draft(drafter: Any, target: str) -> bool:
     return self_draft_vocab(str(drafter), target) is not None
 
 
-def pruning_frame(records: Sequence[Record]):
+def pruning_frame(records: Sequence[Record]) -> pd.DataFrame:
     """One row per (category, N) from the self-draft qualitative records; empty when there are none."""
     import pandas as pd
 
@@ -80,17 +82,17 @@ def pruning_frame(records: Sequence[Record]):
     return frame[list(COLUMNS)]
 
 
-def _vocab_order(frame) -> list[str]:
+def _vocab_order(frame: pd.DataFrame) -> list[str]:
     return list(frame.drop_duplicates("vocab").sort_values("vocab_size")["vocab"])
 
 
-def al_matrix(frame):
+def al_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     """category x N table of AL (columns ordered by N, full last); rows ordered by loss at the smallest N."""
     matrix = frame.pivot(index="category", columns="vocab", values="acceptance_length")[_vocab_order(frame)]
     return matrix.loc[losses(frame).index] if len(matrix) else matrix
 
 
-def losses(frame):
+def losses(frame: pd.DataFrame) -> pd.DataFrame:
     """AL drop per category at the smallest N, largest first: the categories that lose most."""
     smallest = _vocab_order(frame)[0] if len(frame) else None
     at = frame[frame["vocab"] == smallest].set_index("category")
@@ -98,7 +100,7 @@ def losses(frame):
         "al_drop", ascending=False)
 
 
-def markdown_table(frame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     """AL per category per N, then the out-of-vocabulary share, as Markdown."""
     if frame.empty:
         return "(no self-draft records: run the target as its own drafter with vocab=N)\n"
@@ -125,7 +127,7 @@ def _fmt(value: Any, pattern: str) -> str:
     return "-" if pd.isna(value) else pattern.format(value)
 
 
-def heatmap_png(frame, title: str = "AL with the target as its own drafter, by kept vocabulary") -> bytes:
+def heatmap_png(frame: pd.DataFrame, title: str = "AL with the target as its own drafter, by kept vocabulary") -> bytes:
     """Category x N heatmap of AL (cividis: readable with colour-vision deficiencies and in grey)."""
     import io
 
@@ -173,7 +175,7 @@ def write_outputs(records: Sequence[Record], folder: str | Path, stem: str) -> d
     return paths
 
 
-def run_case(sb_case: Any, sb_engine: Any, category: str, concurrency: int, questions: dict[str, list]) -> None:
+def run_case(sb_case: Any, sb_engine: Any, category: str, concurrency: int, questions: dict[str, list[Any]]) -> None:
     """The bench body: one category's prompts with a self-draft drafter (others are skipped)."""
     import pytest
 

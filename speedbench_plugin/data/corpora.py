@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,8 +72,9 @@ class Corpora:
     def has_bigbench(self) -> bool:
         return bigbench_available()
 
-    def _task(self, name: str) -> list[dict]:
-        return bigbench_task(name, self.log)["examples"]
+    def _task(self, name: str) -> list[dict[str, Any]]:
+        examples: list[dict[str, Any]] = bigbench_task(name, self.log)["examples"]
+        return examples
 
     @cached_property
     def conversations(self) -> list[str]:

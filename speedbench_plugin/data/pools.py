@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,7 @@ def build_pools(log: SourceLog, embed: Callable[[Sequence[str]], np.ndarray]) ->
     pb.run("coding", "humaneval", lambda: _humaneval(pb))
     pb.run("summarization", "pydoc_topics", lambda: _pydoc(pb))
     for category, name, build in _BIGBENCH_BUILDERS:
-        pb.run(category, name, lambda build=build: build(pb))
+        pb.run(category, name, partial(build, pb))
     pb.run("rag", "retrieval", lambda: _rag_retrieval(pb, embed))
     return pb.pools, pb.report
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,7 +59,7 @@ def dominant_script(text: str) -> str:
 
 def multilingual_notes(pool: list[Question], chosen: list[Question]) -> dict[str, Any]:
     """Per-language and per-script counts of the candidates and the selection."""
-    def count(questions: list[Question], key) -> dict[str, int]:
+    def count(questions: list[Question], key: Callable[[Question], str]) -> dict[str, int]:
         return dict(sorted(Counter(key(q) for q in questions).items(), key=lambda kv: (-kv[1], kv[0])))
 
     return {
@@ -77,7 +79,7 @@ def _multilingual_embedder() -> tuple[Embedder | None, str | None]:
     return embedder, None
 
 
-def manifest_path():
+def manifest_path() -> Path:
     return qualitative_dir() / "manifest.json"
 
 
@@ -155,7 +157,8 @@ def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, p
     return manifest
 
 
-def _select_category(category: str, pool: list[Question], vectors: np.ndarray, k: int, seed: int):
+def _select_category(category: str, pool: list[Question], vectors: np.ndarray, k: int,
+                     seed: int) -> tuple[list[Question], dict[str, Any]]:
     if len(pool) == 0:
         return [], {"candidates": 0, "selected": 0, "avg_pairwise_cosine_selected": None,
                     "avg_pairwise_cosine_random": None, "selection_beats_random": False}

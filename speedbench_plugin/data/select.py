@@ -5,6 +5,7 @@ Greedy from a seeded random start, then local swap refinement. The objective cou
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +25,11 @@ class Selection:
 def normalise(embeddings: np.ndarray) -> np.ndarray:
     x = np.asarray(embeddings, dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1.0, norms)
+    unit: np.ndarray = x / np.where(norms == 0, 1.0, norms)
+    return unit
 
 
-def objective(similarity: np.ndarray, indices) -> float:
+def objective(similarity: np.ndarray, indices: Sequence[int]) -> float:
     idx = np.asarray(indices, dtype=np.int64)
     block = similarity[np.ix_(idx, idx)]
     return float(block.sum() - np.trace(block))

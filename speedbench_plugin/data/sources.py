@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -159,7 +160,8 @@ def bigbench_available() -> bool:
 @cache
 def _read_task(path: Path, expected: str) -> dict[str, Any]:
     verify_sha256(path, expected)
-    return json.loads(path.read_text(encoding="utf-8"))
+    task: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return task
 
 
 def bigbench_task(task: str, log: SourceLog) -> dict[str, Any]:
@@ -216,7 +218,7 @@ def fetch_bigbench(sdist: Path | None = None, progress: bool = True) -> Path:
     return target
 
 
-def _members(archive: tarfile.TarFile, wanted: dict[str, str], progress: bool):
+def _members(archive: tarfile.TarFile, wanted: dict[str, str], progress: bool) -> Iterator[tarfile.TarInfo]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(wanted), desc="extract BIG-bench tasks", unit="task", disable=not progress)

@@ -6,6 +6,9 @@ follow a seeded geometric law, so metrics and plumbing can be checked against ex
 Engine args:
 
 * ``step_s`` (sleep per step, default 0), ``accept`` (per-draft acceptance probability, 0.6);
+* ``step_grid`` (each step ends on the next multiple of ``step_s`` of the system-wide perf_counter
+  clock, as a batching engine emits one step to every running request at once; a chunk's emission
+  time is then known, and fake engines in several processes stay in step);
 * ``merge_every`` (hold every n-th step back so it arrives merged with the next one);
 * ``cut_at_end`` (let the last step accept more drafts than ``max_tokens`` leaves room for, and
   deliver only what fits — the engine's counters keep the full count, as vLLM's do);
@@ -27,6 +30,7 @@ Engine args:
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -49,6 +53,14 @@ def _busy(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+async def _pace(step_s: float, grid: bool) -> None:
+    if grid and step_s:
+        now = time.perf_counter()
+        await asyncio.sleep((math.floor(now / step_s) + 1) * step_s - now)
+    else:
+        await asyncio.sleep(step_s)
 
 
 class FakeEngine(Engine):
@@ -125,11 +137,12 @@ class FakeEngine(Engine):
         accepted_steps: list[int] = []
         if fail and fail in request_id:
             raise EngineError(f"fake engine: failure injected for request {request_id}")
+        step_grid = bool(args.get("step_grid", False))
         hang_at = self._hang_at(request_id)
         if hang_at == 0:
             await self._hang()
         if step_s:
-            await asyncio.sleep(step_s)
+            await _pace(step_s, step_grid)
         result.chunks.append(Chunk(time.perf_counter(), (rng.randrange(1000),)))
         if hang_at is not None and hang_at <= 1:
             await self._hang()
@@ -153,7 +166,7 @@ class FakeEngine(Engine):
             tokens = tuple(rng.randrange(1000) for _ in range(emit))
             produced += emit
             step += 1
-            await asyncio.sleep(step_s)
+            await _pace(step_s, step_grid)
             pending.extend(tokens)
             if merge_every and step % merge_every == 1 and produced < sampling.max_tokens:
                 continue  # hold this step back so it arrives merged with the next one

@@ -139,6 +139,10 @@ class KeptVocabularyMask:
         return scores.masked_fill(~keep, float("-inf"))
 
 
+# (time of the put, token ids) per streamer put; None ends the stream.
+_StreamItem = tuple[float, tuple[int, ...]] | None
+
+
 class _TimedStreamer:
     """A ``BaseStreamer`` that timestamps token ids as ``generate`` hands them over.
 
@@ -146,7 +150,7 @@ class _TimedStreamer:
     accepted tokens plus the bonus token with SD); each put becomes one chunk.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[_StreamItem]) -> None:
         self._loop = loop
         self._queue = queue
         self._seen_prompt = False
@@ -212,7 +216,7 @@ class HFEngine(Engine):
         except (OSError, ValueError) as exc:
             raise EngineError(f"hf engine: cannot load model {self.config.model!r}: {exc}") from exc
         self._eos = self._model.generation_config.eos_token_id
-        if drafter.method == "draft":
+        if drafter.method == "draft" and drafter.model:  # model: checked above; this narrows its type
             try:
                 self._assistant = AutoModelForCausalLM.from_pretrained(drafter.model, **kwargs).to(device).eval()
             except (OSError, ValueError) as exc:
@@ -309,7 +313,7 @@ class HFEngine(Engine):
         loop = asyncio.get_running_loop()
         result = StreamResult(request_id=request_id, prompt_tokens=len(prompt_ids), t_submit=time.perf_counter())
         async with self._lock:  # batch size 1: transformers' assisted generation refuses batches
-            queue: asyncio.Queue = asyncio.Queue()
+            queue: asyncio.Queue[_StreamItem] = asyncio.Queue()
             streamer = _TimedStreamer(loop, queue)
             drafter = self.config.drafter
             self._recorder = StepRecorder(drafter.k) if drafter.enabled else None
