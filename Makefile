@@ -52,10 +52,19 @@ bench: data
 		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-qualitative.json \
 		--speedbench-report run $(BENCH_ARGS)
 
+# The sweep, then, when it swept draft lengths (--speedbench-draft-lengths, emitting dynamic-SD
+# tables), the validation run that reads those tables (a second session, so it also works under
+# xdist) into a folder inside the sweep's run folder.
+THROUGHPUT_RUN := results/$(STAMP_UTC)-throughput
 throughput: data
 	mkdir -p results
-	$(PY) -m pytest benches -m throughput -p no:cacheprovider \
-		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-throughput.json $(BENCH_ARGS)
+	$(PY) -m pytest benches -m throughput -p no:cacheprovider --speedbench-run-dir $(THROUGHPUT_RUN) \
+		--benchmark-columns=median,rounds --benchmark-json $(THROUGHPUT_RUN)-sweep.json $(BENCH_ARGS)
+	if [ -f $(THROUGHPUT_RUN)/dynamic_tables.json ]; then \
+		$(PY) -m pytest benches -m throughput -p no:cacheprovider --speedbench-run-dir $(THROUGHPUT_RUN)/dynamic \
+			--speedbench-dynamic-table $(THROUGHPUT_RUN)/dynamic_tables.json \
+			--benchmark-columns=median,rounds --benchmark-json $(THROUGHPUT_RUN)-dynamic.json $(BENCH_ARGS); \
+	fi
 
 test: data
 	$(PY) -m pytest tests $(TEST_ARGS)
@@ -113,7 +122,7 @@ VOCAB_PROMPTS ?= 33
 vocab-pruning: data
 	mkdir -p results
 	target=$$($(PY) -c 'from speedbench_plugin.models import embedded_model; print(embedded_model())') && \
-	$(PY) -m pytest benches/test_vocab_pruning.py -p speedbench_plugin.analyses.vocab_plugin -p no:cacheprovider \
+	$(PY) -m pytest benches/test_vocab_pruning.py -p no:cacheprovider \
 		--speedbench-engine hf --speedbench-num-requests $(VOCAB_PROMPTS) --speedbench-max-tokens 64 \
 		$(foreach n,$(VOCAB_SIZES),--speedbench-drafter "draft:k=3,model=$$target,vocab=$(n)") \
 		--speedbench-drafter "draft:k=3,model=$$target" \
