@@ -276,6 +276,7 @@ def record_reference(*, engine: str, model: str | None, name: str | None, datase
     if not _NAME.match(name):
         raise ReferenceUnusable(f"--name {name!r}: use letters, digits, '.', '_', '+' and '-'")
     tokenizer = ChatTokenizer(model)
+    tokenizer.tokenizer  # noqa: B018 - load it here: importing transformers first on the engine's thread can crash
     host = EngineHost(create_engine(engine, EngineConfig(model, DrafterSpec.parse("none"), dict(engine_args), endpoint)))
     try:
         host.start()
