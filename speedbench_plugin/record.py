@@ -71,6 +71,10 @@ class CaseKey:
     devices: str | None = None  # the accelerators this case's engine was pinned to, if any
     dynamic_table: list[list[int]] | None = None  # vLLM's per-batch-size k table, when the drafter ran with one
     arrival: str | None = None  # open-loop arrival pattern (speedbench_plugin.load), e.g. "2/s poisson"
+    # Conversations: later turns after the engine's "own" answers or a "reference"'s (speedbench_plugin.multiturn)
+    multiturn: str | None = None
+    multiturn_reference: str | None = None
+    multiturn_reference_sha256: str | None = None
 
     @property
     def k(self) -> int:

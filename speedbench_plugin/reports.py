@@ -35,6 +35,7 @@ from speedbench_plugin.journal import (
     open_for_resume,
     read_journal,
 )
+from speedbench_plugin.multiturn import table_note
 from speedbench_plugin.record import SCHEMA_VERSION, Record, RecordSchemaError, session_speedups
 from speedbench_plugin.rundir import RUN_DIR, RUN_DIR_KEY, display, run_directory
 from speedbench_plugin.settings import RESUME, settings_of
@@ -132,6 +133,9 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
         notes.append(f"CLIENT-BOUND: in {len(bound)} case(s) ({', '.join(r.case_id for r in bound[:3])}) the streamed figures "
                      "fell behind the engine's own path: they measure the client, and the gate does not judge their speed. "
                      "See README \"Measuring the engine, not the client\".")
+    conversations = table_note(ordered)
+    if conversations:
+        notes.append(conversations)
     return buffer.getvalue() + "".join(f"{note}\n" for note in notes)
 
 

@@ -1,5 +1,6 @@
 """Drive a workload through an engine: chat template and tokenization here, token ids to the
-engine, multi-turn conversations replayed with the model's own answers, bounded concurrency.
+engine, multi-turn conversations replayed with the model's own answers (or fixed ones, see
+:mod:`speedbench_plugin.multiturn`), bounded concurrency.
 
 The per-request work on the engine's event loop is kept to what the engine adapter does (one
 timestamp and the token ids per chunk); everything else is computed after the round.
@@ -30,6 +31,7 @@ from speedbench_plugin.engines.base import (
     SpecCounts,
     StreamResult,
 )
+from speedbench_plugin.multiturn import Replay
 from speedbench_plugin.prompts import ChatTokenizer
 from speedbench_plugin.record import MeasuredRequest, MeasuredRound, prompt_sha256
 
@@ -110,12 +112,17 @@ class EngineHost:
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One conversation (text turns, templated here) or one ready prompt (token ids, used as is)."""
+    """One conversation (text turns, templated here) or one ready prompt (token ids, used as is).
+
+    ``replay``: fixed assistant answers put between the user turns instead of the engine's own
+    (``--speedbench-multiturn reference``), so every engine gets the same later-turn prompts.
+    """
 
     question_id: str
     category: str
     turns: tuple[str, ...] = ()
     prompt_ids: tuple[int, ...] | None = None
+    replay: Replay | None = None
 
     @property
     def requests(self) -> int:
@@ -271,7 +278,8 @@ async def _run_item(
             break  # later turns depend on this answer
         results.append(MeasuredRequest(item.question_id, turn, round_index, digest, stream, tuple(prompt_ids)))
         if item.prompt_ids is None and turn + 1 < turns:
-            messages.append({"role": "assistant", "content": tokenizer.decode(stream.output_ids)})  # type: ignore[union-attr]
+            answer = item.replay.answers[turn] if item.replay else tokenizer.decode(stream.output_ids)  # type: ignore[union-attr]
+            messages.append({"role": "assistant", "content": answer})
     return results
 
 

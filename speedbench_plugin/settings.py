@@ -4,13 +4,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from speedbench_plugin import options as o
 from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
 from speedbench_plugin.rundir import RUN_DIR
+
+if TYPE_CHECKING:
+    from speedbench_plugin.multiturn import ReferenceTurns
 
 DEFAULT_DRAFTERS = ("none", "ngram:k=3", "draft:k=3")
 
@@ -142,12 +145,22 @@ RESUME = o.Option(
     "RUN_DIR of an interrupted run: run only the cases missing from its journal (same configuration), "
     "then write the complete outputs",
 )
+MULTITURN = o.Option(
+    "speedbench-multiturn",
+    "later turns of a multi-turn question follow: own (each engine's own answers, the default) or reference (fixed "
+    "answers recorded once, so every engine gets the same token ids on every turn)", "own", kind=o.choice("own", "reference"),
+)
+MULTITURN_REFERENCE = o.Option(
+    "speedbench-multiturn-reference",
+    "the reference that --speedbench-multiturn reference replays: a name in the cache or a file path (default: the "
+    "one named after the model; record one with `python -m speedbench_plugin multiturn record`)",
+)
 
 OPTIONS: tuple[o.Option, ...] = (
     ENGINE, MODEL, DRAFTER, CONCURRENCY, NUM_REQUESTS, MAX_TOKENS, TEMPERATURE, ENGINE_ARGS, ROUNDS, CATEGORIES,
     DATASET, ENDPOINT, PRESET, RESULTS_JSON, CROSS_ENGINE, PROGRESS, STRICT_FIDELITY, CLIENT_BOUND, RUN_DIR,
     CEILING, REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, ENGINE_START_TIMEOUT, ENGINE_CHECK_TIMEOUT,
-    ENGINE_RESTARTS, REQUEST_RETRIES, RESUME,
+    ENGINE_RESTARTS, REQUEST_RETRIES, RESUME, MULTITURN, MULTITURN_REFERENCE,
 )
 
 
@@ -198,6 +211,8 @@ class Settings:
     engine_restarts: int = 1
     request_retries: int = 2
     resume: str | None = None
+    multiturn: str = "own"
+    multiturn_reference: ReferenceTurns | None = None  # loaded and checked once, in reference mode
 
     @property
     def tensor_parallel_size(self) -> int:
@@ -216,6 +231,13 @@ class Settings:
         tp = _tp_arg(engine_args)
         if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
             raise pytest.UsageError(f"--speedbench-engine-args tensor_parallel_size={tp!r}: not a positive integer")
+        from speedbench_plugin.multiturn import ReferenceUnusable, session_reference
+
+        try:
+            reference = session_reference(get(MULTITURN), get(MULTITURN_REFERENCE), get(MODEL), get(DATASET),
+                                          MULTITURN.name, MULTITURN_REFERENCE.name)
+        except ReferenceUnusable as exc:
+            raise pytest.UsageError(str(exc)) from None
         return cls(
             engine=str(get(ENGINE)),
             model=get(MODEL),
@@ -244,6 +266,8 @@ class Settings:
             engine_restarts=get(ENGINE_RESTARTS),
             request_retries=get(REQUEST_RETRIES),
             resume=get(RESUME),
+            multiturn=get(MULTITURN),
+            multiturn_reference=reference,
         )
 
 
