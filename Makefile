@@ -66,8 +66,12 @@ throughput: data
 			--benchmark-columns=median,rounds --benchmark-json $(THROUGHPUT_RUN)-dynamic.json $(BENCH_ARGS); \
 	fi
 
+# Two pytest-xdist workers, a test module each at a time (its vLLM server or engine stays in one
+# process): many tests wait on real servers and signals, so two workers halve the wall time on two
+# cores. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: data
-	$(PY) -m pytest tests $(TEST_ARGS)
+	$(PY) -m pytest tests $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(TEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check speedbench_plugin benches fixtures tests

@@ -216,9 +216,11 @@ class DevicePlugin:
         self.visible = _visible(self.config)
         if self.controller_workers:
             return  # the controller starts no engine; it checks the layout once workers have collected
-        count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-        pinning = plan(self.visible, parallelism(settings), os.environ.get("PYTEST_XDIST_WORKER"),
-                       int(count) if count else None)
+        # From this process's own xdist role, not the environment: a pytest started by a test running
+        # under xdist inherits PYTEST_XDIST_WORKER without being a worker.
+        worker: dict[str, Any] | None = getattr(self.config, "workerinput", None)
+        pinning = plan(self.visible, parallelism(settings), worker["workerid"] if worker else None,
+                       int(worker["workercount"]) if worker else None)
         self.config.stash[PINNING_KEY] = pinning
         if pinning.devices:
             os.environ[ENV] = ",".join(pinning.devices)
