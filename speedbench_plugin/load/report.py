@@ -86,7 +86,7 @@ def latency_table(rows: pd.DataFrame, sweeps: pd.DataFrame, width: int) -> str:
                  for r in data.itertuples()]
         text += _table(f"latency vs request rate: {group}, {drafter} vs none (seconds; decode = measured / SmartSpec)",
                        ["rate", "off mean", "off p90", "on mean", "on p90", "on/off", "off decode", "on decode",
-                        "SLO met off/on", ""], cells, width)
+                        "SLO met off/on", "flags"], cells, width)
         match = sweeps[(sweeps["group"] == group) & (sweeps["drafter_id"] == drafter)] if not sweeps.empty else sweeps
         if not match.empty:
             text += sweep_lines(match.iloc[0])
