@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 from speedbench_plugin.runner import WorkItem
 
-SIZES = {"before": 3, "killed": 60, "after": 3, "later": 3}
+# "killed" is long enough to be in flight when the kill lands; its requests after the kill fail at once.
+SIZES = {"before": 3, "killed": 400, "after": 3, "later": 3}
 
 
 @pytest.mark.parametrize("label", list(SIZES))
