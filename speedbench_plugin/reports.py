@@ -8,6 +8,7 @@ down and still write every output from the cases that finished, marked ``"partia
 ``--speedbench-resume RUN_DIR`` finishes such a run."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import math
@@ -16,7 +17,7 @@ import platform
 import signal
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from speedbench_plugin import __version__
+from speedbench_plugin import benchjson
 from speedbench_plugin import options as o
 from speedbench_plugin.cache import ResultsWriteError, atomic_write_json, ensure_writable
 from speedbench_plugin.journal import (
@@ -144,10 +146,10 @@ class ReportsPlugin:
         self.config = config
         self.records: list[Record] = []
         self._final: list[Record] | None = None
-        self._benchmark_json_written = False
+        self._benchmark_json_handled = False
         self.interrupted: str | None = None  # the signal that stopped the run
         self._finishing = False
-        self._signals_while_finishing = 0
+        self.later_signals: list[str] = []  # signals after the first, or while the outputs were written
         self._session: pytest.Session | None = None
         self._journal: JournalWriter | None = None
         self._journal_problem: str | None = None
@@ -208,12 +210,23 @@ class ReportsPlugin:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         """Ctrl-C or SIGTERM: pytest's interrupt path (the request in flight is cancelled, the engine
-        shuts down in teardown), then the outputs are written from the finished cases."""
-        self.interrupted = self.interrupted or signal.Signals(signum).name
-        # Once the outputs are being written, let them finish, unless the signal comes again.
-        self._signals_while_finishing += self._finishing
-        if not self._finishing or self._signals_while_finishing > 1:
-            raise KeyboardInterrupt(self.interrupted)
+        shuts down in teardown), then the outputs are written from the finished cases.
+
+        Only the first signal before the session's end interrupts. Any later one (a second Ctrl-C, a
+        CI runner's SIGTERM after its own SIGINT), or one while the engine shuts down and the outputs
+        are written, is noted and waits for them: raised there, it would cut a shutdown (leaving
+        engine processes behind) or skip writers. Both are bounded; ``kill -9`` abandons them, and
+        the journal still holds every finished case."""
+        name = signal.Signals(signum).name
+        if self._finishing or self.interrupted:
+            self.later_signals.append(name)
+            doing = "shutting the engine down and writing the results of the finished cases"
+            with contextlib.suppress(OSError):
+                os.write(2, f"\nspeedbench: {name} again: still {doing}; kill -9 abandons them (the journal "
+                            "keeps every finished case)\n".encode())
+            return
+        self.interrupted = name
+        raise KeyboardInterrupt(name)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         for sig, handler in self._previous_handlers.items():
@@ -310,11 +323,28 @@ class ReportsPlugin:
 
     # --- writing, once ---
 
-    @pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
-    def session_ending(self, session: pytest.Session) -> None:
-        """Before engines are torn down and anything is written: from here, signals only are noted."""
+    @pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_sessionfinish")
+    def pytest_sessionfinish_guard(self, session: pytest.Session) -> Generator[None, None, None]:
+        """Around every session-end hook (engines' teardown, pytest-benchmark's JSON, the writers; pytest
+        registers only methods named pytest_*, hence the name):
+        from here signals are only noted, and pytest-benchmark is guarded against a case cut short
+        and a failing disk."""
         self._session = session
         self._finishing = True
+        if not self.is_worker:
+            benchjson.guard(self.config, self._benchmark_json_saved, self._benchmark_json_failed)
+        return (yield)
+
+    def _benchmark_json_saved(self, path: Path) -> None:
+        self._benchmark_json_handled = True
+
+    def _benchmark_json_failed(self, exc: ResultsWriteError) -> None:
+        self._benchmark_json_handled = True  # tried with its statistics: not again without them
+        self._write_failed(exc)
+
+    def _write_failed(self, exc: ResultsWriteError) -> None:
+        self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
+        self.failed = True
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
@@ -334,7 +364,6 @@ class ReportsPlugin:
         output_json["speedbench_record_schema"] = SCHEMA_VERSION
         output_json["partial"] = self.partial_reason() is not None
         output_json["partial_reason"] = self.partial_reason()
-        self._benchmark_json_written = True
 
     def check_writable(self) -> None:
         """Fail now, not after hours of benchmarking, when a results file cannot be written."""
@@ -364,12 +393,12 @@ class ReportsPlugin:
                 self._journal.end(partial is not None, partial, len(self.records))
             except OSError as exc:
                 self._journal_failed(exc)
-        if not self.records:
-            return
+        if not self.records and not (partial and self._collected_cases):
+            return  # nothing ran; an interrupted run still says so in every results file
         records = self.final_records()
         document = results_document(records, partial)
         targets = [run_directory(self.config) / RESULTS_NAME] + self._targets()
-        if self._benchmark_json_written and getattr(self.config.option, "benchmark_json", None) is not None:
+        if self._benchmark_json_handled and getattr(self.config.option, "benchmark_json", None) is not None:
             targets.pop()  # pytest-benchmark wrote its own, with the final records in it
         for target in targets:
             try:
@@ -379,6 +408,8 @@ class ReportsPlugin:
                 self.failed = True
         try:
             self.config.hook.pytest_speedbench_records(config=self.config, records=records)
+        except ResultsWriteError as exc:  # a full disk, a read-only folder: the reason is the message
+            self._write_failed(exc)
         except Exception:  # noqa: BLE001 - a failing writer must not lose the results already written
             self._report_failure("a session-end writer")
         failed_before = [r for r in records if r.outcome == "failed" and self.resumed and r.case.nodeid in self.resumed.records]
@@ -412,4 +443,7 @@ class ReportsPlugin:
                          + (f"; finish the run with --{RESUME.name} {where}" if where else ""))
         if self._journal_problem is not None:
             lines.append(f"speedbench: the journal could not be used: {self._journal_problem}")
+        if self.later_signals:
+            lines.append(f"speedbench: {', '.join(self.later_signals)} after the first interrupt or during the "
+                         "session's end: noted; the engine was shut down and the results written first")
         return lines
