@@ -9,6 +9,7 @@ did not finish) and routes its file through the suite's atomic writer.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,9 @@ def guard(config: pytest.Config, written: Callable[[Path], None], failed: Callab
         return
 
     def save_json(output_json: dict[str, Any]) -> None:
-        from pytest_benchmark.utils import safe_dumps
-
         target = Path(getattr(session.json, "name", session.json))
         try:
-            atomic_write_text(target, safe_dumps(output_json, ensure_ascii=True, indent=4))
+            atomic_write_text(target, json.dumps(output_json, ensure_ascii=True, indent=4, default=str))
         except ResultsWriteError as exc:
             failed(exc)
             return

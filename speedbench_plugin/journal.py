@@ -11,6 +11,7 @@ interrupted (``partial``). A line cut short by a kill is ignored on reading.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -155,7 +156,8 @@ class JournalWriter:
         if self._fd is None:
             created = not self.path.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            self._end_torn_line(self._fd)
             if created:  # the new name must survive a crash too
                 dir_fd = os.open(self.path.parent, os.O_RDONLY)
                 try:
@@ -164,14 +166,29 @@ class JournalWriter:
                     os.close(dir_fd)
         return self._fd
 
+    @staticmethod
+    def _end_torn_line(fd: int) -> None:
+        """A journal cut mid-line (a kill, a full disk) gets its line ended first, so that the next
+        line starts whole instead of being appended onto the torn one (which reading skips)."""
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+
     def append(self, entry: Mapping[str, Any]) -> None:
         line = json.dumps(nan_to_none(scrub(dict(entry))), allow_nan=False, separators=(",", ":"), default=str) + "\n"
         data = line.encode("utf-8")
         fd = self._open()
-        while data:
-            written = os.write(fd, data)
-            data = data[written:]
-        os.fsync(fd)
+        before = os.fstat(fd).st_size
+        try:
+            while data:
+                written = os.write(fd, data)
+                data = data[written:]
+            os.fsync(fd)
+        except OSError:
+            # A full disk may take part of the line: cut it off, so the journal keeps whole lines.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise
 
     def session(self, fingerprint: Mapping[str, Any], resumed: bool) -> None:
         self.append({"kind": "session", "journal": JOURNAL_VERSION, "started": _now(), "resumed": resumed,

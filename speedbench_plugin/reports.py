@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from speedbench_plugin import __version__
-from speedbench_plugin import benchjson
+from speedbench_plugin import __version__, benchjson
 from speedbench_plugin import options as o
 from speedbench_plugin.cache import ResultsWriteError, atomic_write_json, ensure_writable
 from speedbench_plugin.journal import (
@@ -372,6 +371,16 @@ class ReportsPlugin:
                 ensure_writable(path)
             except ResultsWriteError as exc:
                 raise pytest.UsageError(str(exc)) from None
+        given = o.value(self.config, RUN_DIR)
+        if given and self.resumed is None:
+            folder = Path(str(given)).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise pytest.UsageError(f"--{RUN_DIR.name} {given}: that is a file, not a folder; name a folder "
+                                        "(it is created if missing)")
+            try:
+                ensure_writable(folder / RESULTS_NAME)
+            except ResultsWriteError as exc:
+                raise pytest.UsageError(f"--{RUN_DIR.name} {given}: {exc}") from None
 
     def _targets(self) -> list[Path]:
         targets = []

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import warnings
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -60,6 +61,7 @@ _OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_bo
 SGLANG_TOTAL = "sglang:meta_info(sum over requests)"
 PROBE_PROMPT = (0, 1, 2, 3)
 PROBE_TOKENS = 4
+GET_TIMEOUT_S = 60
 
 
 def completion_body(model: str, prompt_ids: Sequence[int], sampling: Sampling, extra: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +113,8 @@ class OpenAIEngine(Engine):
         super().__init__(config)
         if not config.endpoint:
             raise EngineError("--speedbench-engine openai needs --speedbench-endpoint URL (e.g. http://127.0.0.1:8000)")
-        self.base = _http.base_url(config.endpoint)
+        self.endpoint = _http.endpoint(config.endpoint)
+        self.base = self.endpoint.base
         args = config.engine_args
         unknown = set(args) - _OWN_ARGS
         if unknown:
@@ -133,6 +136,7 @@ class OpenAIEngine(Engine):
         self._per_step: bool = False  # ... with the detailed per-step lists
         self._missing: list[str] = []
         self._probe: dict[str, Any] = {}
+        self._headers, self._basic_auth = self._auth()  # here, on the caller's thread: its warning reaches pytest
 
     @property
     def version(self) -> str:
@@ -140,14 +144,41 @@ class OpenAIEngine(Engine):
 
     # --- lifecycle ------------------------------------------------------------------------------
 
+    @property
+    def _read_timeout(self) -> float:
+        return float(self.config.engine_args.get("timeout", 600))
+
+    @property
+    def _connect_timeout(self) -> float:
+        return float(self.config.engine_args.get("connect_timeout", 10))
+
+    @property
+    def _get_timeout(self) -> float:
+        """GETs (models, version, /metrics) answer at once on a live server: a silent one is named
+        within a minute, not after the long read timeout meant for generation."""
+        return min(self._read_timeout, GET_TIMEOUT_S)
+
+    def _auth(self) -> tuple[dict[str, str], tuple[str, str] | None]:
+        """Headers and Basic auth: the URL's ``user:password@`` when given (it names this server),
+        else the API key as a bearer token. Both set: the URL's win, and a warning says so."""
+        credentials = self.endpoint.credentials
+        if credentials is None:
+            return _http.auth_headers(), None
+        if _http.api_key():
+            warnings.warn(
+                f"speedbench: --speedbench-endpoint {_http.public_url(self.base)} carries user:password@ (HTTP Basic "
+                f"auth) and {' or '.join(_http.API_KEY_VARS)} is set (a bearer token): both need the Authorization "
+                "header, so the URL's credentials are sent and the key is not; remove one of them to choose",
+                UserWarning, stacklevel=2)
+        return {}, credentials
+
     async def start(self) -> None:
         import httpx
 
-        timeout = httpx.Timeout(
-            float(self.config.engine_args.get("timeout", 600)),
-            connect=float(self.config.engine_args.get("connect_timeout", 10)),
-        )
-        self._client = httpx.AsyncClient(base_url=self.base, headers=_http.auth_headers(), timeout=timeout)
+        timeout = httpx.Timeout(self._read_timeout, connect=self._connect_timeout)
+        headers, auth = self._headers, self._basic_auth
+        self._client = httpx.AsyncClient(base_url=self.base, headers=headers, auth=auth, timeout=timeout,
+                                         params=list(self.endpoint.params))
         try:
             models = await self._get_json("/v1/models")
             served = [m.get("id") for m in models.get("data", []) if isinstance(m, dict)]
@@ -163,24 +194,38 @@ class OpenAIEngine(Engine):
             else:
                 await self._read_vllm_info()
         except BaseException:
-            await self._client.aclose()
-            self._client = None
+            # stop() may run while this cleanup waits (a start cut by its timeout or an interrupt):
+            # whichever comes first takes the client and closes it, once.
+            client, self._client = self._client, None
+            if client is not None:
+                await client.aclose()
             raise
 
     async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     async def _get(self, path: str) -> Any:
         import httpx
 
+        client = self._client
+        if client is None:
+            raise EngineError(f"endpoint {self.base}: GET {path} after the engine was stopped")
         try:
-            return await self._client.get(path)
+            return await client.get(path, timeout=httpx.Timeout(self._get_timeout, connect=self._connect_timeout))
         except httpx.ConnectError as exc:
             raise EngineError(f"endpoint {self.base} is unreachable ({exc}); is the server running?") from exc
         except httpx.TimeoutException as exc:
-            raise EngineError(f"endpoint {self.base} timed out on GET {path}") from exc
+            raise EngineError(
+                f"endpoint {self.base} did not answer GET {path} within {self._get_timeout:g} s (GETs wait at most "
+                f"{GET_TIMEOUT_S} s; --speedbench-engine-args timeout=S sets less); is the server up, and is it an "
+                f"OpenAI-compatible server? ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:  # e.g. a server that does not speak HTTP
+            raise EngineError(
+                f"endpoint {self.base}: GET {path} failed: {type(exc).__name__}: {exc or 'no detail'}; is "
+                "--speedbench-endpoint the URL of an OpenAI-compatible HTTP server (http:// or https:// as it "
+                "expects)?") from exc
 
     async def _get_json(self, path: str) -> dict[str, Any]:
         response = await self._get(path)
@@ -230,10 +275,17 @@ class OpenAIEngine(Engine):
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
 
+        client = self._client
+        if client is None:
+            raise EngineError(f"endpoint {self.base}: POST {path} after the engine was stopped")
         try:
-            response = await self._client.post(path, json=body)
+            response = await client.post(path, json=body)
+        except httpx.TimeoutException as exc:
+            raise EngineError(
+                f"{self.base}{path}: the probe request got no answer within {self._read_timeout:g} s (the read timeout: "
+                f"--speedbench-engine-args timeout=S) ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
-            raise EngineError(f"{self.base}{path}: the probe request failed: {exc}") from exc
+            raise EngineError(f"{self.base}{path}: the probe request failed: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
             raise EngineError(
                 f"{self.base}{path}: the probe request got HTTP {response.status_code}: {_http.redact(response.text[:300])}"
