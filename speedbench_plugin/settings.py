@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from speedbench_plugin import options as o
+from speedbench_plugin.data.schema import QUALITATIVE_CATEGORIES
 from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
 from speedbench_plugin.rundir import RUN_DIR
 
@@ -32,12 +33,30 @@ def _drafters(raw: Any, name: str) -> tuple[DrafterSpec, ...]:
     return drafters
 
 
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
 def _model_dir(raw: Any, name: str) -> str | None:
     if raw is None or raw == "":
         return None
-    if not Path(str(raw)).is_dir():
+    folder = Path(str(raw))
+    if not folder.is_dir():
         raise pytest.UsageError(f"--{name} {raw!r}: no such model directory")
+    if not any((folder / file).is_file() for file in MODEL_FILES):
+        raise pytest.UsageError(f"--{name} {raw!r}: not a Hugging Face model directory (none of "
+                                f"{', '.join(MODEL_FILES)} is there); give the folder that holds the model's "
+                                "config.json and tokenizer")
     return str(raw)
+
+
+def _categories(raw: Any, name: str) -> tuple[str, ...] | None:
+    """Known qualitative categories only: checked here, before anything is collected or started."""
+    categories = o.words(raw, name)
+    unknown = sorted(set(categories or ()) - set(QUALITATIVE_CATEGORIES))
+    if unknown:
+        raise pytest.UsageError(f"--{name}: unknown categor{'y' if len(unknown) == 1 else 'ies'} "
+                                f"{', '.join(unknown)}; known: {', '.join(QUALITATIVE_CATEGORIES)}")
+    return categories
 
 
 def _temperature(raw: Any, name: str) -> float:
@@ -66,7 +85,7 @@ ENGINE_ARGS = o.Option("speedbench-engine-args", "KEY=VALUE passed to the engine
                        kind=o.key_values, multiple=True, preset_key="engine_args")
 ROUNDS = o.Option("speedbench-rounds", "measured rounds per case", "1", kind=o.positive_int, preset_key="rounds")
 CATEGORIES = o.Option("speedbench-categories", "comma list of qualitative categories to run (default all)",
-                      kind=o.words, preset_key="categories")
+                      kind=_categories, preset_key="categories")
 DATASET = o.Option("speedbench-dataset", "speed:qualitative, speed:throughput_1k.. or a .jsonl/.parquet path",
                    preset_key="dataset")
 ENDPOINT = o.Option("speedbench-endpoint", "URL of an OpenAI-compatible server (engine openai)", preset_key="endpoint")

@@ -183,6 +183,9 @@ def load(path: Path) -> Baseline:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BaselineError(f"baseline {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise BaselineError(f"baseline {path}: not a text file (byte {exc.object[exc.start]:#04x} at offset {exc.start} "
+                            "is not UTF-8); give a baseline written with --speedbench-save-baseline") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

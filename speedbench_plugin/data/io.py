@@ -23,20 +23,23 @@ def data_dir() -> Path:
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")  # decoded line by line, so that a bad byte is named by its row
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     with handle:
-        for number, line in enumerate(handle, start=1):
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path} row {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                                "save the file as UTF-8") from None
             if not line.strip():
                 continue
-            where = f"{path} row {number}"
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from exc
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{where}: not UTF-8") from exc
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
