@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ def _cached_model(final: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
                 return final
             except CacheIntegrityError as exc:
                 log.warning("speedbench: %s. Rebuilding it now.", exc)
+                # Logging alone is captured by pytest with the test's output: a warning reaches its summary.
+                warnings.warn(f"speedbench: {exc}. Rebuilding it now (offline).", UserWarning, stacklevel=2)
                 broken = exc
         try:
             _build_into(final, build)
