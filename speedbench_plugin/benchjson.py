@@ -10,6 +10,7 @@ did not finish) and routes its file through the suite's atomic writer.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ def guard(config: pytest.Config, written: Callable[[Path], None], failed: Callab
         return
 
     def save_json(output_json: dict[str, Any]) -> None:
-        target = Path(getattr(session.json, "name", session.json))
+        given = session.json  # a path in pytest-benchmark 4+, an open file before
+        target = Path(given) if isinstance(given, (str, os.PathLike)) else Path(given.name)
         try:
             atomic_write_text(target, json.dumps(output_json, ensure_ascii=True, indent=4, default=str))
         except ResultsWriteError as exc:
