@@ -416,7 +416,8 @@ class ReportsPlugin:
                 self.config.get_terminal_writer().line(f"speedbench: {exc}", red=True)
                 self.failed = True
         try:
-            self.config.hook.pytest_speedbench_records(config=self.config, records=records)
+            if records:  # the extensions' files (report, sweeps) describe cases: none finished, none written
+                self.config.hook.pytest_speedbench_records(config=self.config, records=records)
         except ResultsWriteError as exc:  # a full disk, a read-only folder: the reason is the message
             self._write_failed(exc)
         except Exception:  # noqa: BLE001 - a failing writer must not lose the results already written

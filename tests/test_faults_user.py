@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -149,7 +150,9 @@ def test_a_second_signal_waits_for_the_shutdown_and_the_files(cases: Path, tiny_
     text = run.text
     assert code == pytest.ExitCode.INTERRUPTED, text[-3000:]
     assert "Traceback" not in text
-    assert "speedbench: SIGTERM, SIGINT after the first interrupt or during the session's end: noted" in text
+    # Both later signals are noted (Python runs pending handlers in signal-number order, not arrival order).
+    assert re.search(r"speedbench: (SIGTERM, SIGINT|SIGINT, SIGTERM) after the first interrupt or during the "
+                     r"session's end: noted", text)
     for name in ("run/results.json", "own.json", "bench.json"):
         document = run.document(name)
         assert document["partial_reason"] == "interrupted by SIGINT" and document["benchmarks"], name
