@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import logging
 import math
 import os
 import platform
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Generator, Sequence
@@ -138,6 +140,17 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
     if conversations:
         notes.append(conversations)
     return buffer.getvalue() + "".join(f"{note}\n" for note in notes)
+
+
+def _log_to_stderr_where_capture_closed() -> None:
+    """An engine that set up its logging during a case (vLLM does) holds pytest's capture stream,
+    closed by now when an interrupt moved the engine's shutdown here: its shutdown logs would each
+    print "--- Logging error --- ... I/O operation on closed file". They go to stderr instead."""
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.setStream(sys.__stderr__)
 
 
 class ReportsPlugin:
@@ -330,6 +343,7 @@ class ReportsPlugin:
         and a failing disk."""
         self._session = session
         self._finishing = True
+        _log_to_stderr_where_capture_closed()
         if not self.is_worker:
             benchjson.guard(self.config, self._benchmark_json_saved, self._benchmark_json_failed)
         return (yield)

@@ -8,6 +8,7 @@ runs vLLM-CPU.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -124,7 +125,7 @@ def test_an_interrupt_under_make_bench_writes_every_file_partial_and_resume_comp
     text = run.text
     assert code == pytest.ExitCode.INTERRUPTED, text[-3000:]
     assert "Traceback" not in text and "min() arg" not in text
-    finished = sorted(e["record"]["case"]["case_id"] for e in journal_records(run.out / "run"))
+    finished = sorted(str(e["record"]["case"]["case_id"]) for e in journal_records(run.out / "run"))  # type: ignore[index]
     assert 2 <= len(finished) < 6
     documents = {name: run.document(name) for name in ("run/results.json", "own.json", "bench.json")}
     for name, document in documents.items():
@@ -372,3 +373,115 @@ def test_a_repaired_cached_tokenizer_is_in_the_warnings_summary(cases: Path, emb
     assert run.finish() == 0, run.text[-3000:]
     text = run.text
     assert "warnings summary" in text and f"{target / 'tokenizer.json'}: sha256" in text, text[-3000:]
+
+
+# --- the openai engine's start against real sockets ---------------------------------------------
+
+
+def _openai(url: str, **args: Any) -> Any:
+    from speedbench_plugin.drafters import DrafterSpec
+    from speedbench_plugin.engines.base import EngineConfig
+    from speedbench_plugin.engines.openai import OpenAIEngine
+
+    return OpenAIEngine(EngineConfig("served-model", DrafterSpec.parse("none"), args, endpoint=url))
+
+
+def _start_error(engine: Any, timeout: float | None = None) -> str:
+    from speedbench_plugin.runner import EngineHost
+
+    host = EngineHost(engine)
+    try:
+        with pytest.raises(Exception) as info:
+            host.start(timeout=timeout)
+    finally:
+        host.close(timeout=10)
+    return str(info.value)
+
+
+def test_a_silent_server_is_named_with_its_wait_and_option(silent_server: str) -> None:
+    message = _start_error(_openai(silent_server, timeout=2))
+    assert message.startswith(f"endpoint {silent_server} did not answer GET /v1/models within 2 s")
+    assert "--speedbench-engine-args timeout=S" in message
+
+
+def test_a_start_cut_by_its_limit_closes_the_client_once(silent_server: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The start's own cleanup and the host's stop() both close the client: once, no AttributeError
+    (it surfaced as asyncio's "Task exception was never retrieved" with a traceback)."""
+    import gc
+
+    engine = _openai(silent_server)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        message = _start_error(engine, timeout=1)
+        gc.collect()  # a task that failed unobserved reports itself when collected
+    assert "did not finish within 1 s" in message
+    assert engine._client is None
+    assert "aclose" not in caplog.text and "never retrieved" not in caplog.text, caplog.text
+
+
+@pytest.fixture
+def not_http_server() -> Iterator[str]:
+    """A real TCP server that answers every connection with bytes that are not HTTP."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\nnot http\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_a_server_that_does_not_speak_http_is_named(not_http_server: str) -> None:
+    message = _start_error(_openai(not_http_server))
+    assert message.startswith(f"endpoint {not_http_server}: GET /v1/models failed: RemoteProtocolError")
+    assert "OpenAI-compatible HTTP server" in message
+
+
+def test_an_endpoint_query_and_credentials_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a real HTTP server receives: the path with the URL's query, Basic auth from the URL."""
+    import base64
+    import http.server
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = b'{"data": [{"id": "another-model"}]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        monkeypatch.delenv("SPEEDBENCH_API_KEY", raising=False)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        message = _start_error(_openai(f"http://127.0.0.1:{port}/v1?api_key=k-123"))
+        assert "does not serve model 'served-model'" in message and "k-123" not in message
+        monkeypatch.setenv("SPEEDBENCH_API_KEY", "sk-env-key")
+        with pytest.warns(UserWarning, match="the URL's credentials are sent and the key is not"):
+            engine = _openai(f"http://bob:pw-1@127.0.0.1:{port}/v1/")
+        _start_error(engine)
+    finally:
+        server.shutdown()
+        server.server_close()
+    basic = "Basic " + base64.b64encode(b"bob:pw-1").decode()
+    assert seen == [("/v1/models?api_key=k-123", None), ("/v1/models", basic)]
