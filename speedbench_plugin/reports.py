@@ -150,7 +150,8 @@ def _log_to_stderr_where_capture_closed() -> None:
     for logger in loggers:
         for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
-                handler.setStream(sys.__stderr__)
+                with handler.lock or contextlib.nullcontext():  # not setStream(): it flushes the closed stream
+                    handler.stream = sys.__stderr__
 
 
 class ReportsPlugin:
