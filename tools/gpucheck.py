@@ -335,8 +335,10 @@ def _pooled(recs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def bench_checks(recs: Sequence[dict[str, Any]], k: int = K) -> tuple[list[Check], dict[str, Any]]:
-    """The qualitative verdicts, from the records alone."""
+def bench_checks(recs: Sequence[dict[str, Any]], k: int = K,
+                 failures: Sequence[str] = ()) -> tuple[list[Check], dict[str, Any]]:
+    """The qualitative verdicts, from the records; ``failures`` (the bench's junit lines) name why a
+    drafter has none, e.g. the engine's own start-up error."""
     by: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
         name = _drafter(r)
@@ -346,7 +348,9 @@ def bench_checks(recs: Sequence[dict[str, Any]], k: int = K) -> tuple[list[Check
     for name in ("none", f"ngram:k={k}", "self-draft"):
         p = pooled.get(name)
         if p is None or p["passed"] < p["cases"] or not p["cases"]:
-            detail = "no record (the engine did not start: see bench.log)" if p is None else "; ".join(p["errors"]) or (
+            said = [line for line in failures if f"drafter {name}" in line
+                    or (name == "self-draft" and "drafter draft:" in line and "model=" in line)]
+            detail = (said[0] if said else "no record (see bench.log)") if p is None else "; ".join(p["errors"]) or (
                 f"{p['cases'] - p['passed']} of {p['cases']} cases failed (bench.log)")
             checks.append(Check(f"{name}: cases ran", False, "0 records" if p is None else f"{p['passed']}/{p['cases']} passed",
                                 "every case passed", detail))
@@ -493,7 +497,8 @@ def execute(run: Run, matrix_dir: Path | None) -> dict[str, Any]:
         limits = run.profile.step_limits_s
         bench_json = run.out / "bench.json"
         bench = run_step(run, Step("bench", bench_command(run, bench_json)), limits["bench"])
-        more, pooled = bench_checks(records(bench_json))
+        junit = compat.junit_summary(run.out / "bench.xml")
+        more, pooled = bench_checks(records(bench_json), failures=junit.get("failures") or ())
         for check in more:
             if check.value == "0 records" and bench.note:
                 check.detail = f"bench {bench.note}"
