@@ -68,8 +68,8 @@ class Profile:
 # tiny random model there (as `make client-cost` does), the fastest engine a CPU has. Limits are
 # generous on CPU because the machine may be shared; the deadline stops a hung step.
 PROFILES = {
-    "cpu": Profile("coding,math", 2, 32, "tiny", 256, 32, 128, 30 * 60,
-                   {"bench": 600, "throughput": 420, "tests": 900}),
+    "cpu": Profile("coding,math", 2, 32, "tiny", 256, 32, 128, 60 * 60,
+                   {"bench": 1500, "throughput": 900, "tests": 1800}),
     "cuda": Profile("coding,math,writing,qa", 8, 64, "embedded", 256, 128, 128, 8 * 60,
                     {"bench": 150, "throughput": 90, "tests": 180}),
 }
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="which build to check (auto: cuda when nvidia-smi lists a GPU); picks the profile")
     parser.add_argument("--results", default=str(REPO / "results" / "gpu-check"))
     parser.add_argument("--matrix", default=str(REPO / "results" / "compat"), help="MATRIX.md's folder ('' skips it)")
-    parser.add_argument("--deadline", type=float, help="overall seconds (default: 1800 on cpu, 480 on cuda)")
+    parser.add_argument("--deadline", type=float, help="overall seconds (default: 3600 on cpu, 480 on cuda)")
     args = parser.parse_args(argv)
     device = detect_device() if args.device == "auto" else args.device
     profile = PROFILES[device]
