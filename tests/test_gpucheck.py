@@ -225,3 +225,19 @@ def test_a_drafter_that_never_started_says_why() -> None:
             'with drafter ngram:k=3 failed to start: ValueError: No available memory for the cache blocks."')
     checks = _by_name(gpucheck.bench_checks(recs, failures=[said])[0])
     assert not checks["ngram:k=3: cases ran"].ok and checks["ngram:k=3: cases ran"].detail == said
+
+
+def test_no_engine_in_the_bench_stops_the_run_early_with_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench step is a real process that fails at once (as when no engine starts): the throughput
+    and test steps, which would fail the same way, are not run, and the summary is still written."""
+    monkeypatch.setattr(gpucheck, "preflight", lambda run: [gpucheck.Check("vLLM imports", True, "x", "x")])
+    monkeypatch.setattr(gpucheck, "bench_command",
+                        lambda run, results: [sys.executable, "-c", "print('engine down'); raise SystemExit(1)"])
+    out = tmp_path / "gpu-check" / "stamp"
+    out.mkdir(parents=True)
+    summary = gpucheck.execute(gpucheck.Run(out, "cuda", gpucheck.PROFILES["cuda"]), tmp_path / "compat")
+    assert [s["name"] for s in summary["steps"]] == ["bench"] and summary["steps"][0]["rc"] == 1
+    assert summary["verdict"] == "fail" and "later steps" in summary["failed"]
+    assert "engine down" in (out / "bench.log").read_text()
+    assert "Verdict: FAIL" in (out / "summary.md").read_text()
+    assert "| stamp | FAIL |" in (tmp_path / "compat" / "MATRIX.md").read_text()

@@ -504,6 +504,12 @@ def execute(run: Run, matrix_dir: Path | None) -> dict[str, Any]:
                 check.detail = f"bench {bench.note}"
         checks += more
         finish()
+        if not pooled:  # not one engine started: the other steps would only fail the same way, slower
+            run.say("no bench case produced a record: the throughput and test steps are skipped (see bench.log)")
+            checks.append(Check("later steps", False, "skipped", "run", "no engine started in the bench"))
+            summary = finish()
+            _rewrite_matrix(run, matrix_dir)
+            return summary
         by_mode: dict[str, list[dict[str, Any]]] = {}
         for mode in STREAM_MODES:
             path = run.out / f"throughput-{mode}.json"
@@ -517,13 +523,18 @@ def execute(run: Run, matrix_dir: Path | None) -> dict[str, Any]:
     else:
         run.say("preflight failed: " + "; ".join(f"{c.name}: {c.value} {c.detail}".strip() for c in checks if not c.ok))
     summary = finish()
-    if matrix_dir is not None:
-        try:
-            matrix_dir.mkdir(parents=True, exist_ok=True)
-            compat.write_matrix(matrix_dir, run.out.parent)
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # the verdict stands without the matrix
-            run.say(f"MATRIX.md not rewritten: {type(exc).__name__}: {exc}")
+    _rewrite_matrix(run, matrix_dir)
     return summary
+
+
+def _rewrite_matrix(run: Run, matrix_dir: Path | None) -> None:
+    if matrix_dir is None:
+        return
+    try:
+        matrix_dir.mkdir(parents=True, exist_ok=True)
+        compat.write_matrix(matrix_dir, run.out.parent)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # the verdict stands without the matrix
+        run.say(f"MATRIX.md not rewritten: {type(exc).__name__}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
