@@ -259,3 +259,12 @@ def test_offline_install_registers_the_plugins_and_engines(tmp_path: Path) -> No
     assert out[0] == str(REPO / "speedbench_plugin" / "__init__.py")
     assert "vllm" in out[1] and "openai" in out[1] and out[2] == "['speedbench_plugin.plugin']"
     assert len(list(site_dir.glob("speedbench-*.dist-info"))) == 1
+
+
+def test_unbuilt_throughput_prompts_stop_the_preflight_with_the_build_command(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty cache (SPEEDBENCH_CACHE): the suite's own loader refuses, and the check says how to build them."""
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(tmp_path))
+    check = gpucheck.throughput_prompts_check(gpucheck.PROFILES["cuda"])
+    assert not check.ok and "build-throughput --model" in check.detail and "--buckets 128 --per-cell 256" in check.detail
+    assert gpucheck.missing_cache(tmp_path) == list(gpucheck.CACHE_NEEDS)

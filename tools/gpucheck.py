@@ -244,7 +244,27 @@ def preflight(run: Run) -> list[Check]:
     checks.append(Check("cache", not missing, "complete" if not missing else "missing " + ", ".join(missing),
                         ", ".join(CACHE_NEEDS), f"in {cache_root()}: run `make data` (with network) or carry these folders"
                         if missing else ""))
+    if not missing:
+        checks.append(throughput_prompts_check(run.profile))
     return checks
+
+
+def throughput_prompts_check(p: Profile) -> Check:
+    """The comparison's prompts must already be built: building them needs the corpora (data/sources)."""
+    model = embedded() if p.tp_model == "embedded" else tiny()
+    code = ("import sys; from speedbench_plugin.data import load_throughput; "
+            f"load_throughput({model!r}, [{p.tp_bucket}], ['random'], {p.tp_prompts}, {p.tp_max_tokens})")
+    build = (f"python -m speedbench_plugin.data build-throughput --model {model} --buckets {p.tp_bucket} "
+             f"--per-cell {p.tp_prompts}")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=suite_env(), capture_output=True, text=True,
+                             timeout=180, check=False)
+        error = "" if out.returncode == 0 else _last_error(out.stderr or out.stdout)
+    except subprocess.TimeoutExpired:
+        error = "loading them took over 180 s"
+    return Check("throughput prompts", not error, "built" if not error else "not built",
+                 f"{p.tp_prompts} random-tier prompts of {p.tp_bucket} tokens for the {p.tp_model} model",
+                 f"{error}; build them where the corpora are: {build}" if error else "")
 
 
 def _last_error(text: str) -> str:
