@@ -254,14 +254,22 @@ def throughput_prompts_check(p: Profile) -> Check:
     model = embedded() if p.tp_model == "embedded" else tiny()
     code = ("import sys; from speedbench_plugin.data import load_throughput; "
             f"load_throughput({model!r}, [{p.tp_bucket}], ['random'], {p.tp_prompts}, {p.tp_max_tokens})")
-    build = (f"python -m speedbench_plugin.data build-throughput --model {model} --buckets {p.tp_bucket} "
-             f"--per-cell {p.tp_prompts}")
-    try:
-        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=suite_env(), capture_output=True, text=True,
-                             timeout=180, check=False)
-        error = "" if out.returncode == 0 else _last_error(out.stderr or out.stdout)
-    except subprocess.TimeoutExpired:
-        error = "loading them took over 180 s"
+    build_args = ["speedbench_plugin.data", "build-throughput", "--model", model, "--buckets", str(p.tp_bucket),
+                  "--per-cell", str(p.tp_prompts)]
+    build = "python -m " + " ".join(build_args)
+
+    def load() -> str:
+        try:
+            out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=suite_env(), capture_output=True, text=True,
+                                 timeout=180, check=False)
+        except subprocess.TimeoutExpired:
+            return "loading them took over 180 s"
+        return "" if out.returncode == 0 else _last_error(out.stderr or out.stdout)
+
+    error = load()
+    if error and (cache_root() / "data" / "sources").is_dir():  # the corpora are here: build them (seconds)
+        subprocess.run([sys.executable, "-m", *build_args], cwd=REPO, env=suite_env(), timeout=900, check=False)
+        error = load()
     return Check("throughput prompts", not error, "built" if not error else "not built",
                  f"{p.tp_prompts} random-tier prompts of {p.tp_bucket} tokens for the {p.tp_model} model",
                  f"{error}; build them where the corpora are: {build}" if error else "")
