@@ -13,7 +13,9 @@ STAMP := $(VENV)/.speedbench-installed
 # INSTALL=system: a venv that sees this Python's packages (e.g. vLLM and torch already installed,
 # or on PYTHONPATH) plus the suite itself, installed offline by tools/offline_install.py (no pip).
 # DRY_RUN=1 prints the install commands instead of running them.
-DEVICE ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU [0-9]' && echo cuda || echo cpu)
+ifndef DEVICE
+DEVICE := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU [0-9]' && echo cuda || echo cpu)
+endif
 ifeq ($(filter cpu cuda,$(DEVICE)),)
 $(error DEVICE=$(DEVICE): use DEVICE=cpu or DEVICE=cuda)
 endif
