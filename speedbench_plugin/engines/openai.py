@@ -31,7 +31,8 @@ never stored in results or error messages.
 ``engine_args`` (all optional): ``api`` (``auto``|``openai``|``sglang``), ``served_model_name`` (the
 name the server knows, when it differs from ``--speedbench-model``), ``timeout`` (seconds per read,
 default 600), ``connect_timeout`` (default 10), ``extra_body`` (merged into every request body),
-``metrics_path`` (default ``/metrics``).
+``metrics_path`` (default ``/metrics``), ``server_log`` (the server's log file: a failed start quotes
+its exception lines or last error lines).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 from speedbench_plugin.engines import _http, wire
@@ -56,8 +58,9 @@ from speedbench_plugin.engines.base import (
     SpecCounts,
     StreamResult,
 )
+from speedbench_plugin.engines.startlog import server_log_cause
 
-_OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_body", "metrics_path"}
+_OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_body", "metrics_path", "server_log"}
 SGLANG_TOTAL = "sglang:meta_info(sum over requests)"
 PROBE_PROMPT = (0, 1, 2, 3)
 PROBE_TOKENS = 4
@@ -173,6 +176,18 @@ class OpenAIEngine(Engine):
         return {}, credentials
 
     async def start(self) -> None:
+        """Probe the server; a failure names the server's own last error when engine arg
+        ``server_log=PATH`` points at its log (the server is not this process's child)."""
+        try:
+            await self._start()
+        except EngineError as exc:
+            log = self.config.engine_args.get("server_log")
+            cause = server_log_cause(Path(str(log))) if log else None
+            if cause:
+                raise EngineError(f"{exc}; the server's log {log} says: {cause}") from exc
+            raise
+
+    async def _start(self) -> None:
         import httpx
 
         timeout = httpx.Timeout(self._read_timeout, connect=self._connect_timeout)

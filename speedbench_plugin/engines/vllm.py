@@ -35,6 +35,7 @@ from speedbench_plugin.engines.base import (
     SpecCounts,
     StreamResult,
 )
+from speedbench_plugin.engines.startlog import StartLog
 
 _CEILING_RUNS = itertools.count()  # request ids of ceiling runs must never repeat within an engine
 _METHODS = {"ngram": "ngram", "draft": "draft_model", "eagle": "eagle", "eagle3": "eagle3", "mtp": "mtp"}
@@ -376,10 +377,16 @@ class VLLMEngine(Engine):
             args = AsyncEngineArgs(**kwargs)
         except TypeError as exc:
             raise EngineError(f"--speedbench-engine-args: vLLM rejected an argument: {exc}") from exc
+        # The engine core and its workers are child processes: their output is copied to a log file
+        # so that a failed start can name the child's exception, not "see root cause above".
+        log = StartLog("vllm")
         try:
-            self._engine = AsyncLLM.from_engine_args(args)
+            with log:
+                self._engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:
-            raise EngineError(f"vLLM failed to start {self.config.model} with {self.config.drafter}: {exc}") from exc
+            raise EngineError(f"vLLM failed to start {self.config.model} with {self.config.drafter}: "
+                              f"{log.failure(exc)}") from exc
+        log.started()
 
     async def stop(self) -> None:
         if self._engine is not None:
