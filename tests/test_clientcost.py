@@ -43,9 +43,9 @@ def test_counters_are_summed_over_labels() -> None:
 
 
 def test_tree_cpu_counts_children() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+    child = subprocess.Popen([sys.executable, "-c", ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
                               "'import time\\nt = time.process_time()\\nwhile time.process_time() - t < 0.5: pass\\n"
-                              "time.sleep(30)'])"])
+                              "time.sleep(30)'])")])
     try:
         deadline = time.monotonic() + 60
         while (tree_cpu_s(child.pid) or 0.0) < 0.5 and time.monotonic() < deadline:

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from speedbench_plugin.engines.base import EngineError
-from speedbench_plugin.engines.wire import completion_chunk, completion_error, is_done, iter_sse, parse_json_event
+from speedbench_plugin.engines.wire import (
+    completion_chunk,
+    completion_error,
+    is_done,
+    iter_sse,
+    parse_json_event,
+)
 
 
 async def _reads(parts: Sequence[bytes]) -> AsyncIterator[bytes]:

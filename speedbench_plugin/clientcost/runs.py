@@ -174,7 +174,7 @@ def in_process_run(settings: Settings, out: Path) -> dict[str, Any]:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env())
     if code != 0 or not results.exists():
         return {"error": f"the throughput bench exited with {code}; see {out / 'in-process.log'}"}
-    record = json.loads(results.read_text())["records"][0]
+    record = json.loads(results.read_text())["benchmarks"][0]["extra_info"]["speedbench"]
     speed = record["speed"]
     return {"concurrency": concurrency, "client_cpu_us_per_output": speed.get("client_cpu_us_per_output"),
             "ceiling_cpu_us_per_output": speed.get("ceiling_cpu_us_per_output"),
