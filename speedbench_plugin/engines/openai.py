@@ -45,6 +45,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from speedbench_plugin.engines import _http, wire
 from speedbench_plugin.engines._http import StreamError
 from speedbench_plugin.engines.base import (
@@ -130,6 +132,7 @@ class OpenAIEngine(Engine):
             raise EngineError(f"openai engine: api must be auto, openai or sglang, not {self.api!r}")
         self.model_name: str = args.get("served_model_name") or config.model
         self._client: Any = None
+        self._session: Any = None  # aiohttp, for the streams (see _stream_session)
         self._server_version = "unknown"
         self._baseline: SpecCounts | None = None
         self._counters_note: str | None = None
@@ -217,6 +220,9 @@ class OpenAIEngine(Engine):
             raise
 
     async def stop(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -384,32 +390,51 @@ class OpenAIEngine(Engine):
         await self._stream(path, body, result)
         return result
 
-    async def _stream(self, path: str, body: dict[str, Any], result: StreamResult) -> None:
-        import httpx
+    def _stream_session(self) -> Any:
+        """The streaming path's HTTP client, made on first use: aiohttp (its C HTTP parser and an
+        unbounded connection pool: the runner's concurrency cap is the only limit), where httpx's
+        pool and line iterator cost several times more CPU per chunk (see README, client cost)."""
+        if self._session is None:
+            import aiohttp
 
+            args = self.config.engine_args
+            self._session = aiohttp.ClientSession(
+                self.base, headers=_http.auth_headers(),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=None, connect=float(args.get("connect_timeout", 10)),
+                                              sock_read=float(args.get("timeout", 600))),
+                skip_auto_headers=("User-Agent",), auto_decompress=False,
+            )
+        return self._session
+
+    async def _stream(self, path: str, body: dict[str, Any], result: StreamResult) -> None:
+        import aiohttp
+
+        session = self._stream_session()
         url = f"{self.base}{path}"
-        headers = {"X-Request-Id": result.request_id}
+        headers = {"X-Request-Id": result.request_id, "Content-Type": "application/json"}
+        payload = msgspec.json.encode(body)
         try:
             result.t_submit = time.perf_counter()
-            async with self._client.stream("POST", path, json=body, headers=headers) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    message = f"{url}: HTTP {response.status_code}: {_http.redact(text[:500])}"
-                    if response.status_code in (429, 503):  # refused before anything ran: may be sent again
+            async with session.post(path, data=payload, headers=headers) as response:
+                if response.status != 200:
+                    text = (await response.read()).decode("utf-8", "replace")
+                    message = f"{url}: HTTP {response.status}: {_http.redact(text[:500])}"
+                    if response.status in (429, 503):  # refused before anything ran: may be sent again
                         raise RequestNotStarted(message, _retry_after(response.headers.get("retry-after")))
                     raise StreamError(message, result)
-                events = wire.iter_sse(response.aiter_lines())
+                events = wire.iter_sse(response.content.iter_any())
                 if self.api == "sglang":
                     done = await self._read_sglang(events, url, result)
                 else:
                     done = await self._read_openai(events, url, result)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # no connection: the request never started
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:  # never connected: never started
             raise RequestNotStarted(f"endpoint {self.base} is unreachable ({type(exc).__name__}: {exc})") from exc
-        except httpx.TimeoutException as exc:
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
             raise StreamError(
                 f"{url}: timed out after {result.output_tokens} tokens of request {result.request_id}", result
             ) from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
             raise StreamError(
                 f"{url}: the stream broke after {result.output_tokens} tokens of request {result.request_id}: {exc}",
                 result,
@@ -422,16 +447,19 @@ class OpenAIEngine(Engine):
             )
 
     async def _read_openai(self, events: Any, url: str, result: StreamResult) -> bool:
+        """The hot path: per chunk one typed decode (token ids and finish reason only) and one
+        ``Chunk`` holding the decoder's own tuple; the rest of the record is built after the round."""
         finished = False
-        async for event in events:
-            obj = wire.parse_json_event(event, url)
-            if obj is None:
-                break  # [DONE]
-            message = wire.error_message(obj)
-            if message:
+        chunks = result.chunks
+        async for t, data in events:
+            if wire.is_done(data):
+                break
+            obj = wire.completion_chunk(data, url)
+            if obj.error is not None:
+                message = wire.completion_error(obj)
                 raise StreamError(f"{url}: server error mid-stream after {result.output_tokens} tokens: {message}", result)
-            for choice in obj.get("choices") or []:
-                ids = choice.get("token_ids")
+            for choice in obj.choices or ():
+                ids = choice.token_ids
                 if ids is None:  # with return_token_ids every choice has them: tokens would go uncounted
                     raise StreamError(
                         f"{url} streams a chunk without token ids after {result.output_tokens} tokens of request "
@@ -440,11 +468,11 @@ class OpenAIEngine(Engine):
                         result,
                     )
                 if ids:
-                    result.chunks.append(Chunk(event.t, tuple(int(i) for i in ids)))
-                if choice.get("finish_reason"):
-                    result.finish_reason = choice["finish_reason"]
+                    chunks.append(Chunk(t, ids))
+                if choice.finish_reason:
+                    result.finish_reason = choice.finish_reason
                     finished = True
-            spec = (obj.get("metrics") or {}).get("speculative_decoding")
+            spec = (obj.metrics or {}).get("speculative_decoding")
             if spec:
                 result.spec = wire.vllm_counts_from_spec_dict(spec)
                 result.spec_raw = dict(spec)
@@ -456,8 +484,8 @@ class OpenAIEngine(Engine):
     async def _read_sglang(self, events: Any, url: str, result: StreamResult) -> bool:
         acc = wire.SGLangOutputs(self._sglang_incremental)
         meta: dict[str, Any] = {}
-        async for event in events:
-            obj = wire.parse_json_event(event, url)
+        async for t, data in events:
+            obj = wire.parse_json_event(data, url)
             if obj is None:
                 break
             message = wire.error_message(obj)
@@ -466,7 +494,7 @@ class OpenAIEngine(Engine):
             meta = obj.get("meta_info") or {}
             new = acc.delta(obj.get("output_ids") or [], meta.get("completion_tokens"))
             if new:
-                result.chunks.append(Chunk(event.t, tuple(new)))
+                result.chunks.append(Chunk(t, tuple(new)))
         if not meta:
             return False
         k = self.config.drafter.k if self.config.drafter.enabled else None

@@ -302,7 +302,50 @@ def engine_kwargs(config: EngineConfig, install: VLLMInstall, on_cpu: bool = Fal
             + f"; it offers {', '.join(sorted(install.speculative_methods))}"
         )
     kwargs.update(extra)
+    mode = stream_mode(config, install)
+    if mode.stream_interval is not None and "stream_interval" not in extra:
+        kwargs["stream_interval"] = mode.stream_interval
     return kwargs, left_out
+
+
+COALESCED_STREAM_INTERVAL = 16  # steps per chunk in the coalesced mode (vLLM's ``stream_interval``)
+
+
+@dataclass(frozen=True)
+class StreamMode:
+    """How the engine streams a case's requests, and why (the record and the session header say it)."""
+
+    mode: str  # "per-step" | "coalesced"
+    stream_interval: int | None  # the engine argument in force; None: the engine's default (every step)
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "stream_interval": self.stream_interval, "reason": self.reason}
+
+
+def stream_mode(config: EngineConfig, install: VLLMInstall) -> StreamMode:
+    """Per-step streaming costs the in-process client about twice the CPU per output of coalesced
+    streaming (vLLM's output path wakes one consumer per request per step), enough to hold a fast
+    engine back at high concurrency. Coalesced is the default wherever the engine's own per-request
+    detailed record gives what per-step chunks would (each step's drafts and acceptances): a
+    drafter on a vLLM with per-request SD metrics and ``stream_interval``. Without a drafter the
+    chunks are the only per-step record (step latency, the throughput step profile): per-step."""
+    given = config.engine_args.get("stream_interval")
+    if given is not None:
+        n = int(given)
+        return StreamMode("per-step" if n <= 1 else "coalesced", n, "stream_interval set by --speedbench-engine-args")
+    if "stream_interval" not in install.engine_args:
+        return StreamMode("per-step", None, f"this vLLM has no stream_interval ({_since('stream_interval')})")
+    if not config.drafter.enabled:
+        return StreamMode("per-step", None, "no drafter: the stream's chunks are the only per-step record "
+                                            "(step latency, the throughput step profile)")
+    if not install.per_request_metrics:
+        return StreamMode("per-step", None, "no per-request detailed SD record "
+                                            f"({_since('per_request_spec_decode_metrics')}): the chunks are the per-step record")
+    return StreamMode("coalesced", COALESCED_STREAM_INTERVAL,
+                      "vLLM's per-request detailed record gives each step's drafts and acceptances: chunks of up to "
+                      f"{COALESCED_STREAM_INTERVAL} steps keep the client's CPU per output low (step latency is then "
+                      "per chunk; stream_interval=1 streams every step)")
 
 
 def counts_from_snapshot(metrics: Sequence[Any]) -> SpecCounts:
@@ -360,6 +403,11 @@ class VLLMEngine(Engine):
         args = self.config.engine_args
         # How exact the stream is hinges on these two (see the README's GPU runbook).
         info["stream_settings"] = {name: args.get(name, "engine default") for name in ("async_scheduling", "stream_interval")}
+        if self._install is not None:
+            mode = stream_mode(self.config, self._install)
+            info["stream_mode"] = mode.to_dict()
+            if mode.stream_interval is not None:
+                info["stream_settings"]["stream_interval"] = mode.stream_interval
         return info
 
     async def start(self) -> None:

@@ -11,12 +11,13 @@ Engine modules import from here; no engine module imports another.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from speedbench_plugin.engines.base import EngineError, Sampling, SpecCounts, StepRecord, StreamResult
 
@@ -230,43 +231,82 @@ class SGLangOutputs:
 
 # --- server-sent events -------------------------------------------------------------------------
 
-
-@dataclass
-class SSEEvent:
-    t: float  # perf_counter() when the event's data line reached Python
-    data: str
+SSEEvent = tuple[float, bytes]  # (perf_counter() when the data line reached Python, its payload)
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+async def iter_sse(reads: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
     """Yield the ``data:`` payloads of a server-sent-event stream, timestamped on arrival.
 
-    vLLM and SGLang put one JSON object on each ``data:`` line and finish with ``data: [DONE]``.
-    Each data line is yielded as soon as it is read, not when the blank separator line follows,
-    so the timestamp is the moment the chunk reached Python. (Multi-line data fields, which the
-    SSE spec allows and neither server uses, would arrive as separate events and fail JSON parsing
-    loudly rather than silently.)
+    ``reads`` are the body's bytes as the socket delivered them (any split). vLLM and SGLang put one
+    JSON object on each ``data:`` line and finish with ``data: [DONE]``. Each data line is yielded
+    as soon as its line ends, not when the blank separator line follows, stamped with the time of
+    the read that completed it: per line the work is a split and a slice, nothing is decoded here.
+    (Multi-line data fields, which the SSE spec allows and neither server uses, would arrive as
+    separate events and fail JSON parsing loudly rather than silently.)
     """
-    async for raw in lines:
+    rest = b""
+    async for data in reads:
         t = time.perf_counter()
-        line = raw.rstrip("\r")
-        if not line or line.startswith(":"):
-            continue  # event separator or keep-alive comment
-        name, _, value = line.partition(":")
-        if name == "data":
-            yield SSEEvent(t, value.removeprefix(" "))
+        lines = (rest + data if rest else data).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield t, line[5:].strip()  # strip: the optional space after the colon, a \r line end
+            # else: an event separator, a keep-alive comment or a field speedbench does not use
+    if rest.startswith(b"data:"):
+        yield time.perf_counter(), rest[5:].strip()
 
 
-def parse_json_event(event: SSEEvent, url: str) -> dict[str, Any] | None:
+def is_done(data: bytes) -> bool:
+    return data == b"[DONE]"
+
+
+def parse_json_event(data: bytes, url: str) -> dict[str, Any] | None:
     """The event's JSON object; None for ``[DONE]``; a clear error for anything else."""
-    if event.data.strip() == "[DONE]":
+    if is_done(data):
         return None
     try:
-        obj = json.loads(event.data)
-    except json.JSONDecodeError:
-        raise EngineError(f"{url}: stream sent a non-JSON event: {event.data[:200]!r}") from None
+        obj = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        raise EngineError(f"{url}: stream sent a non-JSON event: {data[:200]!r}") from None
     if not isinstance(obj, dict):
         raise EngineError(f"{url}: stream sent {type(obj).__name__}, expected a JSON object")
     return obj
+
+
+class CompletionChoice(msgspec.Struct):
+    """What speedbench reads of one choice of a streamed ``/v1/completions`` chunk."""
+
+    token_ids: tuple[int, ...] | None = None  # vLLM with ``return_token_ids``: this chunk's new tokens
+    finish_reason: str | None = None
+
+
+class CompletionChunk(msgspec.Struct):
+    """What speedbench reads of one streamed ``/v1/completions`` chunk (vLLM's format); every
+    other field (text, logprobs, ids, usage) is skipped by the decoder without building objects."""
+
+    choices: tuple[CompletionChoice, ...] | None = None
+    error: Any = None  # vLLM: {"error": {"message": ..., "code": ...}} mid-stream
+    metrics: dict[str, Any] | None = None  # vLLM >= 0.29: {"speculative_decoding": {...}} on the usage chunk
+
+
+_COMPLETION_CHUNK = msgspec.json.Decoder(CompletionChunk)
+
+
+def completion_chunk(data: bytes, url: str) -> CompletionChunk:
+    """One ``data:`` payload of a ``/v1/completions`` stream, typed; a clear error for anything else."""
+    try:
+        return _COMPLETION_CHUNK.decode(data)
+    except msgspec.ValidationError as exc:
+        obj = parse_json_event(data, url)  # not JSON, or not an object: that error names it
+        raise EngineError(f"{url}: stream sent a chunk that is not a completions chunk ({exc}): "
+                          f"{str(obj)[:200]}") from None
+    except msgspec.DecodeError:
+        raise EngineError(f"{url}: stream sent a non-JSON event: {data[:200]!r}") from None
+
+
+def completion_error(chunk: CompletionChunk) -> str | None:
+    return error_message({"error": chunk.error}) if chunk.error is not None else None
 
 
 def error_message(obj: dict[str, Any]) -> str | None:

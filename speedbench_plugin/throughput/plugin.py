@@ -257,5 +257,11 @@ def pytest_speedbench_update_record(config: pytest.Config, record: Record, round
         return None
     from speedbench_plugin.throughput.steps import throughput_section
 
+    mode = record.engine.get("stream_mode") or {}
+    if mode.get("mode") == "coalesced":  # a chunk is several steps: clusters of chunk arrivals are not steps
+        return {"throughput": {"decode_goodput": None, "steps_reconstructed": 0, "pure_decode_steps": 0,
+                               "split_clusters": 0, "decode_steps": [],
+                               "steps_unavailable": f"coalesced stream (stream_interval={mode.get('stream_interval')}): "
+                                                    "--speedbench-engine-args stream_interval=1 for the step profile"}}
     return {"throughput": throughput_section(rounds, record.case.k)}
 
