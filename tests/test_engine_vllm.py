@@ -300,3 +300,19 @@ def test_bad_engine_argument_is_a_clear_error(tiny_model_dir: str) -> None:
             host.start()
     finally:
         host.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_the_resolved_config_is_read_back_from_the_running_engine(described) -> None:
+    plain = described["none"][1]["resolved_config"]["comparable"]
+    ngram = described["ngram"][1]["resolved_config"]["comparable"]
+    assert plain["speculative.method"] is None and ngram["speculative.method"] == "ngram"
+    assert ngram["speculative.num_speculative_tokens"] == K
+    assert (ngram["speculative.prompt_lookup_min"], ngram["speculative.prompt_lookup_max"]) == (1, K)
+    assert ngram["model.max_model_len"] == 1024 and ngram["cache.enable_prefix_caching"] is False
+    # Settings the suite never passed, as the engine resolved them.
+    assert ngram["scheduler.async_scheduling"] in (True, False)
+    assert isinstance(ngram["scheduler.max_num_seqs"], int) and isinstance(ngram["scheduler.max_num_batched_tokens"], int)
+    assert isinstance(ngram["model.dtype"], str) and ngram["model.dtype"] != "auto"
+    assert "compilation.mode" in ngram or "compilation.level" in ngram
