@@ -32,7 +32,8 @@ def _al(run: MeasuredRound, k: int) -> float:
 
 def compare_runs(ours: MeasuredRound, theirs: MeasuredRound, k: int) -> dict[str, Any]:
     rows = []
-    for a, b in zip(ours.requests, theirs.requests):
+    pairs = list(zip(ours.requests, theirs.requests))
+    for a, b in pairs:
         rows.append({
             "question_id": a.question_id, "prompt_sha256": [a.prompt_sha256, b.prompt_sha256],
             "first_divergence": first_divergence(a.stream.output_ids, b.stream.output_ids),
@@ -41,7 +42,8 @@ def compare_runs(ours: MeasuredRound, theirs: MeasuredRound, k: int) -> dict[str
             "acceptance_length": [m.acceptance_length_of(m.StreamSteps.pool([a.stream], k)),
                                   m.acceptance_length_of(m.StreamSteps.pool([b.stream], k))],
         })
-    hashes = [m.outputs_sha256((r["question_id"], 0, 0, r["output_sha256"][i]) for r in rows) for i in (0, 1)]
+    hashes = [m.outputs_sha256((req.question_id, req.turn, 0, m.output_sha256(req.stream.output_ids)) for req in side)
+              for side in zip(*pairs)] if pairs else [m.outputs_sha256(()), m.outputs_sha256(())]
     return {"identical_outputs": sum(r["first_divergence"] is None for r in rows), "prompts": len(rows), "rows": rows,
             "outputs_sha256": hashes, "same_outputs": hashes[0] == hashes[1],
             "acceptance_length": [_al(ours, k), _al(theirs, k)]}

@@ -111,3 +111,32 @@ def test_output_hashes_tell_same_outputs_from_different_ones() -> None:
     rechunked[0].chunks = [Chunk(1.0, (1, 2, 3, 4, 5)), Chunk(2.0, (6, 7, EOS))]
     assert record_of(rechunked).outputs_sha256 == first.outputs_sha256
     assert m.output_sha256([1, 2]) != m.output_sha256([2, 1])
+
+
+def test_the_table_shows_the_chosen_convention() -> None:
+    from speedbench_plugin.reports import render_table
+
+    record = record_of(streams())
+    headline = render_table([record])
+    assert " AL " in headline and "2.40" in headline
+    specdec = render_table([record], width=300, al_convention="specdec-bench")
+    assert "AL (specdec-bench)" in specdec and f"{(7 / 3 + 2 + 7 / 3 + 1) / 4:.2f}" in specdec
+    assert f"specdec_bench overall AL (mean over all requests): ngram_k3 {(7 / 3 + 2 + 7 / 3 + 1) / 4:.4f}" in specdec
+    assert "AL (aiperf)" in render_table([record], width=300, al_convention="aiperf")
+
+
+def test_the_cross_engine_check_tells_same_outputs_from_different() -> None:
+    from speedbench_plugin.cross_engine import compare_runs
+
+    def measured(results: list[StreamResult]) -> MeasuredRound:
+        return MeasuredRound(tuple(MeasuredRequest(s.request_id, 0, 0, None, s) for s in results), 0.0, 1.0, None, None)
+
+    rechunked = streams()
+    rechunked[0].chunks = [Chunk(1.0, (1,)), Chunk(2.0, (2, 3)), Chunk(3.0, (4, 5)), Chunk(4.0, (6, 7, EOS))]
+    same = compare_runs(measured(streams()), measured(rechunked), k=3)
+    assert same["same_outputs"] and same["outputs_sha256"][0] == same["outputs_sha256"][1]
+    assert same["acceptance_length"][0] != same["acceptance_length"][1]  # same work, other steps
+    changed = streams()
+    changed[3].chunks[-1] = Chunk(4.0, (5,))
+    other = compare_runs(measured(streams()), measured(changed), k=3)
+    assert not other["same_outputs"] and [r["first_divergence"] for r in other["rows"]] == [None, None, None, 3]
