@@ -431,7 +431,8 @@ def _conventions(streams: Sequence[StreamResult], k: int, counters: Counters,
         per_request = [m.vllm_al(c.num_accepted_tokens, c.num_drafts) for c in spec]
         out.update(
             acceptance_length_aiperf_request_mean=_num(m.request_mean(per_request)),
-            acceptance_length_aiperf_token_weighted=_num(m.token_weighted_mean(per_request, [s.output_tokens for s in streams])),
+            acceptance_length_aiperf_token_weighted=_num(
+                m.token_weighted_mean(per_request, [s.output_tokens for s in streams])),
             acceptance_rate_request_mean=_num(m.request_mean(
                 m.request_acceptance_rate(c.num_accepted_tokens, c.num_draft_tokens) for c in spec)),
             requests_without_drafts=sum(1 for c in spec if not c.num_drafts),

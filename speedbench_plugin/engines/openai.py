@@ -152,7 +152,8 @@ class OpenAIEngine(Engine):
         try:
             models = await self._get_json("/v1/models")
             served = [m.get("id") for m in models.get("data", []) if isinstance(m, dict)]
-            self._resolved = wire.served_model_config(models, self.model_name, f"{_http.public_url(self.base)}/v1/models")
+            self._resolved = wire.served_model_config(models, self.model_name,
+                                                      f"{_http.public_url(self.base)}/v1/models")
             if self.model_name not in served:
                 raise EngineError(
                     f"{self.base} does not serve model {self.model_name!r}; it serves: {', '.join(map(str, served)) or 'nothing'}"
