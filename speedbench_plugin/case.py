@@ -262,7 +262,8 @@ class CaseRunner:
         record = build_record(case, self.target.host.engine.describe(), measured,
                               tensor_parallel_size=settings.tensor_parallel_size,
                               policy=ClientBoundPolicy(settings.client_bound_efficiency),
-                              ceiling=self.ceiling(split, measured, sampling, concurrency))
+                              ceiling=self.ceiling(split, measured, sampling, concurrency),
+                              eos_token_ids=self.target.tokenizer.eos_token_ids)
         check = self._check_engine() if record.errors else None
         if check is not None:
             record = record.with_sections({"engine_check": check})

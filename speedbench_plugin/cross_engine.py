@@ -32,15 +32,20 @@ def _al(run: MeasuredRound, k: int) -> float:
 
 def compare_runs(ours: MeasuredRound, theirs: MeasuredRound, k: int) -> dict[str, Any]:
     rows = []
-    for a, b in zip(ours.requests, theirs.requests):
+    pairs = list(zip(ours.requests, theirs.requests))
+    for a, b in pairs:
         rows.append({
             "question_id": a.question_id, "prompt_sha256": [a.prompt_sha256, b.prompt_sha256],
             "first_divergence": first_divergence(a.stream.output_ids, b.stream.output_ids),
+            "output_sha256": [m.output_sha256(a.stream.output_ids), m.output_sha256(b.stream.output_ids)],
             "tokens": [a.stream.output_tokens, b.stream.output_tokens],
             "acceptance_length": [m.acceptance_length_of(m.StreamSteps.pool([a.stream], k)),
                                   m.acceptance_length_of(m.StreamSteps.pool([b.stream], k))],
         })
+    hashes = [m.outputs_sha256((req.question_id, req.turn, 0, m.output_sha256(req.stream.output_ids)) for req in side)
+              for side in zip(*pairs)] if pairs else [m.outputs_sha256(()), m.outputs_sha256(())]
     return {"identical_outputs": sum(r["first_divergence"] is None for r in rows), "prompts": len(rows), "rows": rows,
+            "outputs_sha256": hashes, "same_outputs": hashes[0] == hashes[1],
             "acceptance_length": [_al(ours, k), _al(theirs, k)]}
 
 
@@ -79,7 +84,9 @@ class CrossEngineCheck:
                   **compare_runs(ours, theirs[0], k)}
         self.benchmark.extra_info["cross_engine"] = result
         print(f"\ncross-engine {host.engine.name} vs {other_name} ({self.target.drafter}): "
-              f"{result['identical_outputs']}/{result['prompts']} identical greedy outputs; AL {result['acceptance_length']}")
+              f"{result['identical_outputs']}/{result['prompts']} identical greedy outputs; AL {result['acceptance_length']}; "
+              + ("same outputs (sha256 " + result["outputs_sha256"][0][:12] + "): AL and speed differ on the same work"
+                 if result["same_outputs"] else "different outputs: AL and speed differences include different work"))
         for row in result["rows"]:
             if row["first_divergence"] is not None:
                 print(f"  {row['question_id']}: diverges at token {row['first_divergence']}")

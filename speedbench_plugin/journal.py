@@ -37,7 +37,7 @@ NOT_IN_FINGERPRINT = frozenset({
     "speedbench_run_dir", "speedbench_json", "speedbench_resume", "speedbench_progress",
     "speedbench_request_timeout", "speedbench_request_total_timeout", "speedbench_round_timeout",
     "speedbench_engine_start_timeout", "speedbench_engine_check_timeout", "speedbench_engine_restarts",
-    "speedbench_request_retries", "speedbench_save_baseline",
+    "speedbench_request_retries", "speedbench_save_baseline", "speedbench_al_convention",
 })
 
 

@@ -28,6 +28,22 @@ from itertools import pairwise
 import numpy as np
 
 from speedbench_plugin.engines.base import SpecCounts, StreamResult
+from speedbench_plugin.metrics_conventions import (
+    AL_CONVENTIONS,
+    ends_with_eos,
+    output_sha256,
+    outputs_sha256,
+    request_acceptance_rate,
+    request_mean,
+    specdec_bench_request_al,
+    token_weighted_mean,
+    vllm_al,
+)
+
+# Each tool's AL lives in metrics_conventions and is reached through here, like every figure. (__all__
+# names these re-exports for mypy's strict mode; everything defined below is public as well.)
+__all__ = ["AL_CONVENTIONS", "ends_with_eos", "output_sha256", "outputs_sha256", "request_acceptance_rate",
+           "request_mean", "specdec_bench_request_al", "token_weighted_mean", "vllm_al"]
 
 
 def ratio(num: float | None, den: float | None) -> float:
@@ -163,8 +179,10 @@ def acceptance_length_of(steps: StreamSteps) -> float:
     return acceptance_length(steps.decode_tokens, steps.steps)
 
 
-def acceptance_length_request_mean(results: Sequence[StreamResult]) -> float:
-    """Mean over requests of each request's own stream AL (specdec_bench's averaging, named as such)."""
+def acceptance_length_stream_request_mean(results: Sequence[StreamResult]) -> float:
+    """Mean over requests of each request's own stream decode AL (decode tokens / decode chunks, the
+    prefill's token left out). Not specdec_bench's figure: that one counts the prefill's token as a
+    chunk and drops a final EOS (:func:`specdec_bench_request_al`)."""
     per_request = []
     for result in results:
         lengths = decode_step_lengths(result)

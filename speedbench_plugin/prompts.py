@@ -35,6 +35,23 @@ class ChatTokenizer:
         config = AutoConfig.from_pretrained(self.model_path)
         return int(getattr(config, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
 
+    @cached_property
+    def eos_token_ids(self) -> frozenset[int]:
+        """The tokens that end a generation: the tokenizer's EOS and the model's generation config's
+        (engines stop on either)."""
+        ids: set[int] = set()
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        try:
+            from transformers import GenerationConfig
+
+            configured = GenerationConfig.from_pretrained(self.model_path).eos_token_id
+        except (OSError, ValueError):  # no generation_config.json: the tokenizer's EOS alone
+            configured = None
+        ids.update([configured] if isinstance(configured, int) else list(configured or []))
+        return frozenset(ids)
+
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))

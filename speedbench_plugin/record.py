@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import math
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +181,7 @@ class Acceptance:
     histogram_source: str  # "engine:<source>" or "stream"
     acceptance_length: float | None
     acceptance_length_stream: float | None
-    acceptance_length_request_mean: float | None
+    acceptance_length_stream_request_mean: float | None  # mean over requests of each one's stream decode AL
     acceptance_length_drafting_steps: float | None  # from counters (vLLM's convention)
     acceptance_rate: float | None  # from counters only: a stream cannot know what was drafted
     step_histogram: list[int]
@@ -198,6 +198,23 @@ class Acceptance:
     merged_chunks: int
     merge_rate: float | None
     stream_merged: bool
+    # The neighbouring tools' ALs on the same run (README "AL conventions"); None where their inputs
+    # are missing (no per-request counters: no AIPerf figures).
+    acceptance_length_specdec_bench: float | None = None
+    acceptance_length_vllm_bench: float | None = None  # 1 + accepted / drafts, pooled (vLLM bench serve)
+    acceptance_length_vllm_bench_source: str | None = None  # the counters it came from
+    acceptance_length_aiperf_request_mean: float | None = None
+    acceptance_length_aiperf_token_weighted: float | None = None
+    acceptance_rate_request_mean: float | None = None  # AIPerf's: mean over requests of accepted / drafted
+    requests_without_drafts: int = 0  # left out of the per-request vLLM/AIPerf means (no AL of theirs)
+
+
+# Read from records written before the field said what it is (it was never specdec_bench's figure).
+_LEGACY_ACCEPTANCE_KEYS = {"acceptance_length_request_mean": "acceptance_length_stream_request_mean"}
+
+
+def _acceptance_from_json(data: Mapping[str, Any]) -> Acceptance:
+    return Acceptance(**{_LEGACY_ACCEPTANCE_KEYS.get(key, key): value for key, value in data.items()})
 
 
 @dataclass(frozen=True)
@@ -249,6 +266,11 @@ class RequestRow:
     user_tps: float | None = None
     decode_time_s: float | None = None
     counters: dict[str, Any] | None = None  # per-request SpecCounts, where the engine gives them
+    output_sha256: str | None = None  # sha256 of the output token ids: same hash, same tokens
+    chunk_tokens: list[int] = field(default_factory=list)  # tokens per streamed chunk, in order
+    eos_at_end: bool = False  # the last delivered token is an end-of-sequence token
+    acceptance_length_specdec_bench: float | None = None  # this request's, by specdec_bench's rule
+    acceptance_length_vllm: float | None = None  # 1 + accepted / drafts from its own counters
 
 
 # --- the record --------------------------------------------------------------------------------
@@ -267,6 +289,7 @@ class Record:
     sections: Mapping[str, Any] = field(default_factory=dict)
     outcome: str | None = None  # the test's outcome, attached by the collector
     schema: int = SCHEMA_VERSION
+    outputs_sha256: str | None = None  # one hash over every request's output hash (metrics.outputs_sha256)
 
     @property
     def case_id(self) -> str:
@@ -298,6 +321,7 @@ class Record:
             "requests": [dataclasses.asdict(row) for row in self.requests],
             "sections": dict(self.sections),
             "outcome": self.outcome,
+            "outputs_sha256": self.outputs_sha256,
         }
         clean: dict[str, Any] = nan_to_none(data)
         return clean
@@ -314,7 +338,7 @@ class Record:
             return cls(
                 case=CaseKey.from_json(data["case"]),
                 engine=dict(data.get("engine") or {}),
-                acceptance=Acceptance(**data["acceptance"]),
+                acceptance=_acceptance_from_json(data["acceptance"]),
                 speed=Speed(**data["speed"]),
                 counters=Counters.from_json(data["counters"]),
                 fidelity={name: m.FidelityCheck(**check) for name, check in (data.get("fidelity") or {}).items()},
@@ -322,6 +346,7 @@ class Record:
                 requests=tuple(RequestRow(**row) for row in data.get("requests") or ()),
                 sections=dict(data.get("sections") or {}),
                 outcome=data.get("outcome"),
+                outputs_sha256=data.get("outputs_sha256"),
             )
         except (KeyError, TypeError) as exc:
             raise RecordSchemaError(f"{where}: not a speedbench record of schema {SCHEMA_VERSION} ({exc})") from None
@@ -388,7 +413,35 @@ def _counters(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], 
     return Counters(preferred.source if preferred else None, per_request, global_, "; ".join(notes) or None)
 
 
-def _acceptance(streams: Sequence[StreamResult], k: int, counters: Counters) -> tuple[Acceptance, list[list[int]]]:
+def _conventions(streams: Sequence[StreamResult], k: int, counters: Counters,
+                 eos_token_ids: Collection[int]) -> dict[str, Any]:
+    """The neighbouring tools' ALs (Acceptance's ``*_specdec_bench``, ``*_vllm_bench``, ``*_aiperf_*``)."""
+    if not k or not streams:
+        return {}
+    specdec = [m.specdec_bench_request_al([c.n_tokens for c in s.chunks], m.ends_with_eos(s.output_ids, eos_token_ids))
+               for s in streams]
+    pooled = counters.global_ or counters.per_request  # vLLM's client reads the engine-wide counters
+    out: dict[str, Any] = {
+        "acceptance_length_specdec_bench": _num(m.request_mean(specdec)),
+        "acceptance_length_vllm_bench": pooled.acceptance_length_drafting_steps if pooled else None,
+        "acceptance_length_vllm_bench_source": pooled.source if pooled else None,
+    }
+    if counters.per_request is not None:  # every stream has its own counters
+        spec = [s.spec for s in streams if s.spec is not None]
+        per_request = [m.vllm_al(c.num_accepted_tokens, c.num_drafts) for c in spec]
+        out.update(
+            acceptance_length_aiperf_request_mean=_num(m.request_mean(per_request)),
+            acceptance_length_aiperf_token_weighted=_num(
+                m.token_weighted_mean(per_request, [s.output_tokens for s in streams])),
+            acceptance_rate_request_mean=_num(m.request_mean(
+                m.request_acceptance_rate(c.num_accepted_tokens, c.num_draft_tokens) for c in spec)),
+            requests_without_drafts=sum(1 for c in spec if not c.num_drafts),
+        )
+    return out
+
+
+def _acceptance(streams: Sequence[StreamResult], k: int, counters: Counters,
+                eos_token_ids: Collection[int] = ()) -> tuple[Acceptance, list[list[int]]]:
     stream_steps = m.StreamSteps.pool(streams, k)
     engine_histograms = [m.engine_step_histogram(s, k) for s in streams]
     use_engine = bool(k) and bool(streams) and all(h is not None for h in engine_histograms)
@@ -409,7 +462,7 @@ def _acceptance(streams: Sequence[StreamResult], k: int, counters: Counters) -> 
         histogram_source=source,
         acceptance_length=_num(m.acceptance_length(step_tokens, steps)),
         acceptance_length_stream=_num(m.acceptance_length_of(stream_steps)),
-        acceptance_length_request_mean=_num(m.acceptance_length_request_mean(streams)),
+        acceptance_length_stream_request_mean=_num(m.acceptance_length_stream_request_mean(streams)),
         acceptance_length_drafting_steps=preferred.acceptance_length_drafting_steps if preferred else None,
         acceptance_rate=preferred.acceptance_rate if preferred else None,
         step_histogram=histogram,
@@ -426,6 +479,7 @@ def _acceptance(streams: Sequence[StreamResult], k: int, counters: Counters) -> 
         merged_chunks=stream_steps.merged_chunks,
         merge_rate=_num(m.merge_rate(stream_steps.merged_chunks, stream_steps.steps)),
         stream_merged=stream_steps.merged_chunks > 0,
+        **_conventions(streams, k, counters, eos_token_ids),
     )
     return acceptance, per_request
 
@@ -491,13 +545,17 @@ def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], ste
     )
 
 
-def _request_row(request: MeasuredRequest, k: int, histogram: list[int] | None) -> RequestRow:
+def _request_row(request: MeasuredRequest, k: int, histogram: list[int] | None,
+                 eos_token_ids: Collection[int] = ()) -> RequestRow:
     """``histogram``: the request's engine step histogram when the record uses the engine's record."""
     stream = request.stream
     row = RequestRow(request.question_id, request.turn, request.round, request.prompt_sha256,
                      stream.prompt_tokens, stream.output_tokens, error=stream.error)
     if stream.error:
         return row
+    chunk_tokens = [c.n_tokens for c in stream.chunks]
+    eos_at_end = m.ends_with_eos(stream.output_ids, eos_token_ids)
+    spec = stream.spec
     lengths = m.decode_step_lengths(stream)
     stream_histogram = m.step_length_histogram(lengths, k)
     if histogram is None:
@@ -519,21 +577,28 @@ def _request_row(request: MeasuredRequest, k: int, histogram: list[int] | None) 
         user_tps=_num(m.user_tps(stream)),
         decode_time_s=_num(m.decode_time(stream)),
         counters=stream.spec.to_dict() if stream.spec else None,
+        output_sha256=m.output_sha256(stream.output_ids),
+        chunk_tokens=chunk_tokens,
+        eos_at_end=eos_at_end,
+        acceptance_length_specdec_bench=_num(m.specdec_bench_request_al(chunk_tokens, eos_at_end)) if k else None,
+        acceptance_length_vllm=_num(m.vllm_al(spec.num_accepted_tokens, spec.num_drafts)) if spec else None,
     )
 
 
 def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[MeasuredRound], *,
                  tensor_parallel_size: int = 1, policy: ClientBoundPolicy | None = None,
-                 ceiling: CeilingRun | str | None = None) -> Record:
+                 ceiling: CeilingRun | str | None = None, eos_token_ids: Collection[int] = ()) -> Record:
     """The case's record, from its measured rounds (and the engine's own run of the same prompts,
-    or why there is none). The only place a record is made."""
+    or why there is none). The only place a record is made. ``eos_token_ids``: the target's
+    end-of-sequence tokens (specdec_bench's AL leaves a final one out)."""
     k = case.k
     streams = [s for r in rounds for s in r.streams]
     counters = _counters(rounds, streams, k)
-    acceptance, histograms = _acceptance(streams, k, counters)
+    acceptance, histograms = _acceptance(streams, k, counters, eos_token_ids)
     by_stream = {id(s): h for s, h in zip(streams, histograms)}
     requests = tuple(
-        _request_row(req, k, by_stream.get(id(req.stream)) if acceptance.histogram_source != "stream" else None)
+        _request_row(req, k, by_stream.get(id(req.stream)) if acceptance.histogram_source != "stream" else None,
+                     eos_token_ids)
         for r in rounds for req in r.requests
     )
     errors = tuple(f"{req.question_id} turn {req.turn + 1}: {req.stream.error}"
@@ -547,6 +612,7 @@ def build_record(case: CaseKey, engine: Mapping[str, Any], rounds: Sequence[Meas
         fidelity=_fidelity(streams, k, counters),
         errors=errors,
         requests=requests,
+        outputs_sha256=m.outputs_sha256((r.question_id, r.turn, r.round, r.output_sha256) for r in requests),
     )
 
 

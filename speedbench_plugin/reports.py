@@ -38,6 +38,7 @@ from speedbench_plugin.journal import (
     open_for_resume,
     read_journal,
 )
+from speedbench_plugin.metrics import AL_CONVENTIONS, request_mean
 from speedbench_plugin.multiturn import table_note
 from speedbench_plugin.record import SCHEMA_VERSION, Record, RecordSchemaError, session_speedups
 from speedbench_plugin.rundir import RUN_DIR, RUN_DIR_KEY, display, run_directory
@@ -75,10 +76,21 @@ def results_document(records: Sequence[Record], partial: str | None = None) -> d
     }
 
 
-def _al_cell(record: Record) -> str:
+def _al_cell(record: Record, convention: str = "speed-bench") -> str:
     acc = record.acceptance
     mark = "*" if acc.histogram_source == "stream" and acc.stream_merged else ""
-    return _fmt(acc.acceptance_length) + mark
+    return _fmt(getattr(acc, AL_CONVENTIONS[convention])) + mark
+
+
+def overall_specdec_bench(records: Sequence[Record]) -> dict[str, float]:
+    """specdec_bench's overall AL per drafter: the unweighted mean over every request of every
+    category (not the mean of the categories' means)."""
+    by_drafter: dict[str, list[float | None]] = {}
+    for record in records:
+        if record.case.k:
+            by_drafter.setdefault(record.case.drafter.id, []).extend(
+                row.acceptance_length_specdec_bench for row in record.requests if not row.error)
+    return {drafter: request_mean(values) for drafter, values in sorted(by_drafter.items())}
 
 
 def _fidelity_cell(record: Record) -> str:
@@ -89,13 +101,14 @@ def _fidelity_cell(record: Record) -> str:
     return f"{short.get(check.verdict, check.verdict)} {check.rel_diff * 100:+.2f}%" if check.rel_diff is not None else short.get(check.verdict, "?")
 
 
-def render_table(records: Sequence[Record], width: int = 160) -> str:
+def render_table(records: Sequence[Record], width: int = 160, al_convention: str = "speed-bench") -> str:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="speedbench: speculative decoding per case", title_justify="left")
     columns = (
-        ("case", "left"), ("drafter", "left"), ("conc", "right"), ("reqs", "right"), ("AL", "right"),
+        ("case", "left"), ("drafter", "left"), ("conc", "right"), ("reqs", "right"),
+        ("AL" if al_convention == "speed-bench" else f"AL ({al_convention})", "right"),
         ("AL drafting", "right"), ("AR", "right"), ("CAR", "left"), ("out tok/s", "right"),
         ("user tok/s", "right"), ("TTFT s", "right"), ("speedup", "right"), ("stream vs ctr", "right"),
         ("efficiency", "right"), ("client µs/out", "right"),
@@ -108,7 +121,7 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
         efficiency = _fmt(r.speed.harness_efficiency) + (" client-bound" if r.speed.client_bound else "")
         table.add_row(
             r.case.label, r.case.drafter.id, str(r.case.concurrency), str(len(r.requests)),
-            _al_cell(r), _fmt(r.acceptance.acceptance_length_drafting_steps), _fmt(r.acceptance.acceptance_rate),
+            _al_cell(r, al_convention), _fmt(r.acceptance.acceptance_length_drafting_steps), _fmt(r.acceptance.acceptance_rate),
             " ".join(_fmt(v) for v in r.acceptance.conditional_acceptance_rates) or "-",
             _fmt(r.speed.output_tps, 1), _fmt(r.speed.user_tps_median, 1), _fmt(r.speed.ttft_median_s, 3),
             f"{gain:.2f}x" if gain else "-", _fidelity_cell(r), efficiency if r.speed.harness_efficiency is not None else "-",
@@ -136,6 +149,11 @@ def render_table(records: Sequence[Record], width: int = 160) -> str:
         notes.append(f"CLIENT-BOUND: in {len(bound)} case(s) ({', '.join(r.case_id for r in bound[:3])}) the streamed figures "
                      "fell behind the engine's own path: they measure the client, and the gate does not judge their speed. "
                      "See README \"Measuring the engine, not the client\".")
+    if al_convention == "specdec-bench":
+        overall = overall_specdec_bench(ordered)
+        if overall:
+            notes.append("specdec_bench overall AL (mean over all requests): "
+                         + ", ".join(f"{drafter} {_fmt(value, 4)}" for drafter, value in overall.items()))
     conversations = table_note(ordered)
     if conversations:
         notes.append(conversations)
@@ -448,7 +466,8 @@ class ReportsPlugin:
         if self.records:
             records = self.final_records()
             terminalreporter.section("speedbench")
-            terminalreporter.write(render_table(records, width=max(terminalreporter._tw.fullwidth, 160)))
+            terminalreporter.write(render_table(records, width=max(terminalreporter._tw.fullwidth, 160),
+                                                al_convention=settings_of(self.config).al_convention))
             self.config.hook.pytest_speedbench_terminal_summary(
                 config=self.config, records=records, terminalreporter=terminalreporter
             )

@@ -11,6 +11,7 @@ import pytest
 from speedbench_plugin import options as o
 from speedbench_plugin.data.schema import QUALITATIVE_CATEGORIES
 from speedbench_plugin.drafters import DrafterSpec, DrafterSpecError
+from speedbench_plugin.metrics_conventions import AL_CONVENTIONS
 from speedbench_plugin.rundir import RUN_DIR
 
 if TYPE_CHECKING:
@@ -109,6 +110,12 @@ CEILING = o.Option(
     "also run each case's prompts through the engine's own non-streaming path and report engine_ceiling_tps and "
     "harness_efficiency: auto (throughput split), on (every split), off", "auto", kind=o.choice("auto", "on", "off"),
 )
+AL_CONVENTION = o.Option(
+    "speedbench-al-convention",
+    "whose acceptance length the table's AL column shows: speed-bench (the headline), specdec-bench, vllm, aiperf "
+    "or aiperf-token-weighted (README \"AL conventions\"; the record and report hold all of them)",
+    "speed-bench", kind=o.choice(*AL_CONVENTIONS),
+)
 
 
 def _count(raw: Any, name: str) -> int:
@@ -179,7 +186,7 @@ OPTIONS: tuple[o.Option, ...] = (
     ENGINE, MODEL, DRAFTER, CONCURRENCY, NUM_REQUESTS, MAX_TOKENS, TEMPERATURE, ENGINE_ARGS, ROUNDS, CATEGORIES,
     DATASET, ENDPOINT, PRESET, RESULTS_JSON, CROSS_ENGINE, PROGRESS, STRICT_FIDELITY, CLIENT_BOUND, RUN_DIR,
     CEILING, REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, ENGINE_START_TIMEOUT, ENGINE_CHECK_TIMEOUT,
-    ENGINE_RESTARTS, REQUEST_RETRIES, RESUME, MULTITURN, MULTITURN_REFERENCE,
+    ENGINE_RESTARTS, REQUEST_RETRIES, RESUME, MULTITURN, MULTITURN_REFERENCE, AL_CONVENTION,
 )
 
 
@@ -232,6 +239,7 @@ class Settings:
     resume: str | None = None
     multiturn: str = "own"
     multiturn_reference: ReferenceTurns | None = None  # loaded and checked once, in reference mode
+    al_convention: str = "speed-bench"  # the table's AL column (metrics.AL_CONVENTIONS)
 
     @property
     def tensor_parallel_size(self) -> int:
@@ -287,6 +295,7 @@ class Settings:
             resume=get(RESUME),
             multiturn=get(MULTITURN),
             multiturn_reference=reference,
+            al_convention=get(AL_CONVENTION),
         )
 
 

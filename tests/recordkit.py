@@ -31,7 +31,7 @@ def make_record(drafter: str = "ngram:k=3", *, split: str = "throughput", tier: 
                    category=category, bucket=bucket if category is None else None, tier=tier if category is None else None)
     hist = histogram if histogram is not None else [steps] + [0] * k
     acceptance = Acceptance(
-        histogram_source="stream", acceptance_length=al, acceptance_length_stream=al, acceptance_length_request_mean=al,
+        histogram_source="stream", acceptance_length=al, acceptance_length_stream=al, acceptance_length_stream_request_mean=al,
         acceptance_length_drafting_steps=None, acceptance_rate=None, step_histogram=hist, stream_step_histogram=hist,
         per_position_acceptance_rates=[], conditional_acceptance_rates=[],
         per_position_acceptance_rates_drafting_steps=None, conditional_acceptance_rates_drafting_steps=None,

@@ -320,3 +320,19 @@ def test_default_stream_mode_is_coalesced_only_where_the_engine_keeps_the_per_st
     lacking = dataclasses.replace(new, engine_args=new.engine_args - {"stream_interval"})
     assert "stream_interval" not in engine_kwargs(_config("ngram:k=3"), lacking)[0]
     assert "0.11.1" in stream_mode(_config("ngram:k=3"), lacking).reason
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_the_resolved_config_is_read_back_from_the_running_engine(described) -> None:
+    plain = described["none"][1]["resolved_config"]["comparable"]
+    ngram = described["ngram"][1]["resolved_config"]["comparable"]
+    assert plain["speculative.method"] is None and ngram["speculative.method"] == "ngram"
+    assert ngram["speculative.num_speculative_tokens"] == K
+    assert (ngram["speculative.prompt_lookup_min"], ngram["speculative.prompt_lookup_max"]) == (1, K)
+    assert ngram["model.max_model_len"] == 1024 and ngram["cache.enable_prefix_caching"] is False
+    # Settings the suite never passed, as the engine resolved them.
+    assert ngram["scheduler.async_scheduling"] in (True, False)
+    assert isinstance(ngram["scheduler.max_num_seqs"], int) and isinstance(ngram["scheduler.max_num_batched_tokens"], int)
+    assert isinstance(ngram["model.dtype"], str) and ngram["model.dtype"] != "auto"
+    assert "compilation.mode" in ngram or "compilation.level" in ngram

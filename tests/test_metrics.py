@@ -38,7 +38,7 @@ def test_pooled_acceptance_length_weights_steps_not_requests() -> None:
     steps = m.StreamSteps.pool([a, b], k=3)
     assert steps.steps == 6 and steps.decode_tokens == 12 and steps.merged_chunks == 0
     assert m.acceptance_length_of(steps) == pytest.approx(2.0)
-    assert m.acceptance_length_request_mean([a, b]) == pytest.approx(2.5)
+    assert m.acceptance_length_stream_request_mean([a, b]) == pytest.approx(2.5)
 
 
 def test_histogram_counts_steps_that_drafted_nothing_or_fewer_than_k() -> None:

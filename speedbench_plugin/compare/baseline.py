@@ -132,7 +132,9 @@ def case_fingerprint(record: Record) -> dict[str, Any]:
     return {"engine": case.engine, "engine_version": case.engine_version, "model": case.model,
             "model_sha": case.model_sha, "model_identity": case.model_identity, "drafter": str(case.drafter),
             "k": case.k, "concurrency": case.concurrency, "max_tokens": case.max_tokens,
-            "temperature": case.temperature, "devices": case.devices}
+            "temperature": case.temperature, "devices": case.devices,
+            "resolved_config": (record.engine.get("resolved_config") or {}).get("comparable"),
+            "outputs_sha256": record.outputs_sha256}
 
 
 # --- the document ---------------------------------------------------------------------------

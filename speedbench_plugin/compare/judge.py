@@ -70,6 +70,7 @@ class CaseComparison:
     notes: list[str] = field(default_factory=list)
     family_size: int = 1
     confidence: float = 0.99
+    outputs: str | None = None  # SAME_OUTPUTS, DIFFERENT_OUTPUTS, or None where a run hashed none
 
     def to_dict(self) -> dict[str, Any]:
         clean: dict[str, Any] = _finite(asdict(self))
@@ -192,10 +193,51 @@ def _differences(base: dict[str, Any], cur: dict[str, Any], keys: Sequence[str])
     return [f"{key} {base.get(key)!r} -> {cur.get(key)!r}" for key in keys if base.get(key) != cur.get(key)]
 
 
+def resolved_config(record: Record) -> dict[str, Any] | None:
+    """The engine configuration as the running engine resolved it (what must be equal for a
+    comparison), where the engine could be asked."""
+    resolved = record.engine.get("resolved_config")
+    comparable = resolved.get("comparable") if isinstance(resolved, dict) else None
+    return comparable if isinstance(comparable, dict) else None
+
+
+def config_differences(base: Record, cur: Record) -> list[str]:
+    """Each resolved engine setting that differs, named: ``engine config KEY A -> B``."""
+    b, c = resolved_config(base), resolved_config(cur)
+    if b is None or c is None:
+        return []
+    return [f"engine config {key} {b.get(key)!r} -> {c.get(key)!r}" for key in sorted(set(b) | set(c))
+            if b.get(key) != c.get(key)]
+
+
 def speed_blockers(base: Record, cur: Record, base_hw: dict[str, Any], cur_hw: dict[str, Any]) -> list[str]:
-    """What makes throughput incomparable: other hardware, model, drafter or load."""
+    """What makes throughput incomparable: other hardware, model, drafter, load or engine configuration."""
     return _differences(_case_facts(base), _case_facts(cur), ("model_sha", "drafter", "k", "concurrency", "devices")) + \
-        _differences(base_hw, cur_hw, HARDWARE_COMPARABLE_KEYS)
+        _differences(base_hw, cur_hw, HARDWARE_COMPARABLE_KEYS) + config_differences(base, cur)
+
+
+SAME_OUTPUTS, DIFFERENT_OUTPUTS = "same", "different"
+
+
+def output_identity(base: Record, cur: Record) -> tuple[str | None, str]:
+    """Whether both runs produced the same output tokens (their requests' sha256), and a note
+    that says so: "same outputs, different speed" against "different outputs"."""
+    if base.outputs_sha256 is None or cur.outputs_sha256 is None:
+        which = "baseline" if base.outputs_sha256 is None else "current run"
+        return None, f"outputs not compared: the {which}'s requests carry no output hashes"
+    if base.outputs_sha256 == cur.outputs_sha256:
+        return SAME_OUTPUTS, (f"same outputs: every request produced the same tokens (outputs sha256 "
+                              f"{cur.outputs_sha256[:12]}); a speed change is the engine's, on the same work")
+    base_rows = {(r.question_id, r.turn, r.round): r.output_sha256 for r in base.requests}
+    cur_rows = {(r.question_id, r.turn, r.round): r.output_sha256 for r in cur.requests}
+    paired = sorted(set(base_rows) & set(cur_rows))
+    differ = [key for key in paired if base_rows[key] != cur_rows[key]]
+    named = ", ".join(f"{qid} turn {turn + 1}" for qid, turn, _ in differ[:3]) + (" ..." if len(differ) > 3 else "")
+    return DIFFERENT_OUTPUTS, (f"different outputs: {len(differ)} of {len(paired)} paired requests produced other tokens"
+                               + (f" ({named})" if differ else "")
+                               + (f"; {len(set(base_rows) ^ set(cur_rows))} request(s) in one run only"
+                                  if set(base_rows) != set(cur_rows) else "")
+                               + ": acceptance and speed changes may come from the different work")
 
 
 def workload_blockers(base: Record, cur: Record) -> list[str]:
@@ -382,6 +424,9 @@ def compare_case(
         out.notes.append(f"model differs: sha {b.model_sha[:12]} (baseline) -> {c.model_sha[:12]} (current)")
     if c.devices != b.devices and gpu_share(c.devices) == gpu_share(b.devices):
         out.notes.append(f"devices {b.devices} (baseline) -> {c.devices} (current): as many GPUs, speed compared")
+    out.outputs, identity = output_identity(baseline, current)
+    out.notes.append(identity)
+    out.notes += config_differences(baseline, current)
     blockers = workload_blockers(baseline, current)
     if blockers:
         out.notes.append("other workload: " + "; ".join(blockers))

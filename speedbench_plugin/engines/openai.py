@@ -134,6 +134,7 @@ class OpenAIEngine(Engine):
         self._client: Any = None
         self._session: Any = None  # aiohttp, for the streams (see _stream_session)
         self._server_version = "unknown"
+        self._resolved: dict[str, Any] | None = None  # the configuration the server reports it resolved
         self._baseline: SpecCounts | None = None
         self._counters_note: str | None = None
         self._sglang_totals: list[SpecCounts] = []
@@ -200,6 +201,8 @@ class OpenAIEngine(Engine):
         try:
             models = await self._get_json("/v1/models")
             served = [m.get("id") for m in models.get("data", []) if isinstance(m, dict)]
+            self._resolved = wire.served_model_config(models, self.model_name,
+                                                      f"{_http.public_url(self.base)}/v1/models")
             if self.model_name not in served:
                 raise EngineError(
                     f"{self.base} does not serve model {self.model_name!r}; it serves: {', '.join(map(str, served)) or 'nothing'}"
@@ -346,6 +349,7 @@ class OpenAIEngine(Engine):
                 info = response.json()
                 break
         self._server_version = f"sglang {info.get('version', '?')}"
+        self._resolved = wire.sglang_resolved_config(info, "sglang: /get_server_info")
         for name in ("incremental_streaming_output", "stream_output"):
             if name in info:
                 self._sglang_incremental = bool(info[name])
@@ -564,6 +568,8 @@ class OpenAIEngine(Engine):
         info = super().describe()
         info.update({"endpoint": _http.public_url(self.base), "api": self.api, "served_model_name": self.model_name,
                      "probe": dict(self._probe)})
+        if self._resolved is not None:
+            info["resolved_config"] = self._resolved
         if self._counters_note:
             info["counters"] = self._counters_note
         return info

@@ -162,6 +162,8 @@ class SGLangEngine(Engine):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["meta_info_fields"] = self._meta_fields
+        if self._engine is not None:
+            info["resolved_config"] = resolved_config(self._engine)
         return info
 
     async def start(self) -> None:
@@ -226,3 +228,13 @@ class SGLangEngine(Engine):
         if not self.config.drafter.enabled or not self._totals:
             return None
         return SpecCounts.total(self._totals, SOURCE_TOTAL)
+
+
+def resolved_config(engine: Any) -> dict[str, Any]:
+    """The server arguments the running engine resolved (``Engine.get_server_info()``), or what
+    kept it from saying."""
+    try:
+        info = engine.get_server_info()
+    except Exception as exc:  # noqa: BLE001 - an engine that cannot say still ran
+        return {"source": "sglang: Engine.get_server_info()", "comparable": None, "error": f"{type(exc).__name__}: {exc}"}
+    return wire.sglang_resolved_config(dict(info or {}), "sglang: Engine.get_server_info()")

@@ -235,6 +235,8 @@ class TRTLLMEngine(Engine):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["speculative_config_class"] = self._spec_class
+        if self._llm is not None:
+            info["resolved_config"] = resolved_config(getattr(self._llm, "args", None))
         return info
 
     async def start(self) -> None:
@@ -302,3 +304,57 @@ class TRTLLMEngine(Engine):
             self._seen_stats = True
             self._totals = SpecCounts.total([self._totals, counts], SOURCE)
         return self._totals if self._seen_stats else None
+
+
+# Where each setting lives in the LLM's resolved arguments (``LLM.args``, a pydantic model, dumped).
+_RESOLVED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("speculative.decoding_type", ("speculative_config", "decoding_type")),
+    ("speculative.max_draft_len", ("speculative_config", "max_draft_len")),
+    ("speculative.max_matching_ngram_size", ("speculative_config", "max_matching_ngram_size")),
+    ("scheduler.disable_overlap_scheduler", ("disable_overlap_scheduler",)),
+    ("scheduler.stream_interval", ("stream_interval",)),
+    ("scheduler.max_batch_size", ("max_batch_size",)),
+    ("scheduler.max_num_tokens", ("max_num_tokens",)),
+    ("model.dtype", ("dtype",)),
+    ("model.max_seq_len", ("max_seq_len",)),
+    ("cache.enable_block_reuse", ("kv_cache_config", "enable_block_reuse")),
+    ("compilation.cuda_graph_config", ("cuda_graph_config",)),
+    ("compilation.torch_compile_config", ("torch_compile_config",)),
+    ("parallel.tensor_parallel_size", ("tensor_parallel_size",)),
+)
+_INFORMATIONAL = (("speculative.model", ("speculative_config", "speculative_model_dir")),
+                  ("speculative.model", ("speculative_config", "speculative_model")))
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False, None
+        data = data[part]
+    return True, json_safe(data)
+
+
+def json_safe(value: Any) -> Any:
+    """Nested configs (dicts, lists) as JSON values; anything else as text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def resolved_config(args: Any) -> dict[str, Any]:
+    """The LLM's resolved arguments (``LLM.args``: a pydantic model, or its dump)."""
+    data = args.model_dump() if hasattr(args, "model_dump") else args
+    if not isinstance(data, dict):
+        return {"source": "trtllm: LLM.args", "comparable": None, "error": "LLM.args is not readable here"}
+
+    def read(table: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, path in table:
+            found, value = _dig(data, path)
+            if found and key not in out:
+                out[key] = value
+        return out
+
+    return {"source": "trtllm: LLM.args", "comparable": read(_RESOLVED), "informational": read(_INFORMATIONAL)}

@@ -408,6 +408,8 @@ class VLLMEngine(Engine):
             info["stream_mode"] = mode.to_dict()
             if mode.stream_interval is not None:
                 info["stream_settings"]["stream_interval"] = mode.stream_interval
+        if self._engine is not None:
+            info["resolved_config"] = resolved_config(getattr(self._engine, "vllm_config", None))
         return info
 
     async def start(self) -> None:
@@ -525,3 +527,67 @@ class VLLMEngine(Engine):
                 return current
             previous = current
         return previous
+
+
+# --- the configuration the running engine resolved ---------------------------------------------
+
+# Where each resolved setting lives on vLLM's VllmConfig (attribute paths; older releases lack some).
+# All of them must be equal for two runs' speed (and acceptance) to be compared, except the draft
+# model's path, which names a machine's directory (the drafter and its weights are compared elsewhere).
+_RESOLVED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("speculative.method", ("speculative_config", "method")),
+    ("speculative.num_speculative_tokens", ("speculative_config", "num_speculative_tokens")),
+    ("speculative.prompt_lookup_min", ("speculative_config", "prompt_lookup_min")),
+    ("speculative.prompt_lookup_max", ("speculative_config", "prompt_lookup_max")),
+    ("speculative.draft_tensor_parallel_size", ("speculative_config", "draft_tensor_parallel_size")),
+    ("scheduler.async_scheduling", ("scheduler_config", "async_scheduling")),
+    ("scheduler.stream_interval", ("scheduler_config", "stream_interval")),
+    ("scheduler.max_num_seqs", ("scheduler_config", "max_num_seqs")),
+    ("scheduler.max_num_batched_tokens", ("scheduler_config", "max_num_batched_tokens")),
+    ("model.enforce_eager", ("model_config", "enforce_eager")),
+    ("model.dtype", ("model_config", "dtype")),
+    ("model.max_model_len", ("model_config", "max_model_len")),
+    ("cache.enable_prefix_caching", ("cache_config", "enable_prefix_caching")),
+    ("compilation.mode", ("compilation_config", "mode")),
+    ("compilation.level", ("compilation_config", "level")),  # the name before vLLM 0.11
+    ("compilation.cudagraph_mode", ("compilation_config", "cudagraph_mode")),
+    ("parallel.tensor_parallel_size", ("parallel_config", "tensor_parallel_size")),
+)
+_INFORMATIONAL: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("speculative.draft_model", ("speculative_config", "model")),
+)
+RESOLVED_SOURCE = "vllm: the running AsyncLLM's vllm_config"
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value for a config attribute: enums by name, dtypes and other objects as text."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    name = getattr(value, "name", None)  # an enum (CompilationMode is an IntEnum: its name, not 3)
+    if isinstance(name, str):
+        return name
+    return value if isinstance(value, (int, float)) else str(value)
+
+
+def _lookup(config: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
+    for part in path:
+        if config is None or not hasattr(config, part):
+            return False, None
+        config = getattr(config, part)
+    return True, _plain(config)
+
+
+def resolved_config(vllm_config: Any) -> dict[str, Any]:
+    """What the engine resolved (defaults filled in, settings it overrode), read back from its
+    ``VllmConfig``: ``comparable`` (must be equal for a comparison) and ``informational``. A setting
+    this vLLM has no attribute for is left out; one it has but left unset is ``None`` (e.g. no
+    speculative config without a drafter)."""
+    def read(table: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
+        out = {}
+        for key, path in table:
+            found, value = _lookup(vllm_config, path)
+            if found or (path[0] == "speculative_config" and getattr(vllm_config, path[0], None) is None):
+                out[key] = value
+        return out
+
+    return {"source": RESOLVED_SOURCE, "comparable": read(_RESOLVED), "informational": read(_INFORMATIONAL)}

@@ -345,3 +345,33 @@ def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
             continue
         samples.append((name, dict(_LABEL.findall(labels or "")), number))
     return samples
+
+
+# --- the configuration a server resolved ---------------------------------------------------------
+
+# SGLang's ServerArgs as /get_server_info (HTTP) and Engine.get_server_info() return them: every
+# setting that must be equal for two runs to be compared. Only the fields this release reports are kept.
+SGLANG_RESOLVED = (
+    "speculative_algorithm", "speculative_num_steps", "speculative_eagle_topk", "speculative_num_draft_tokens",
+    "speculative_ngram_min_match_window_size", "speculative_ngram_max_match_window_size",
+    "disable_overlap_schedule", "stream_interval", "disable_cuda_graph", "enable_torch_compile",
+    "max_running_requests", "chunked_prefill_size", "max_prefill_tokens", "dtype", "context_length",
+    "disable_radix_cache", "tp_size",
+)
+SGLANG_INFORMATIONAL = ("speculative_draft_model_path", "version")
+
+
+def sglang_resolved_config(info: dict[str, Any], source: str) -> dict[str, Any]:
+    """``{"source", "comparable", "informational"}`` from an SGLang server-info answer."""
+    return {"source": source,
+            "comparable": {key: info[key] for key in SGLANG_RESOLVED if key in info},
+            "informational": {key: info[key] for key in SGLANG_INFORMATIONAL if key in info}}
+
+
+def served_model_config(models: dict[str, Any], model_name: str, source: str) -> dict[str, Any]:
+    """What an OpenAI-compatible server says about the served model (``/v1/models``): vLLM adds
+    ``max_model_len``; ``root`` names what it loaded. Nothing else is exposed there."""
+    entry = next((m for m in models.get("data", []) if isinstance(m, dict) and m.get("id") == model_name), {})
+    comparable = {"model.max_model_len": entry["max_model_len"]} if "max_model_len" in entry else {}
+    return {"source": source, "comparable": comparable,
+            "informational": {key: entry[key] for key in ("root", "owned_by") if key in entry}}

@@ -145,7 +145,8 @@ def _per_case_acceptance(ctx: Context, records: Sequence[Record], run: Run) -> B
     table = Table([
         Column("case"), Column("AL", "f3", "all decode steps: decode tokens / decode steps (SPEED-Bench)"),
         Column("AL drafting steps", "f3", "1 + accepted / drafts over steps that drafted (vLLM's convention)"),
-        Column("AL stream", "f3", "from the streamed chunks"), Column("AL request mean", "f3", "mean of per-request AL"),
+        Column("AL stream", "f3", "from the streamed chunks"),
+        Column("AL stream request mean", "f3", "mean over requests of each one's stream decode AL"),
         Column("AR", "f3", "accepted / drafted tokens, engine counters"), Column("step histogram source"),
         Column("counter source"), Column("steps", "int"), Column("merged chunks", "int"),
     ])
@@ -153,12 +154,39 @@ def _per_case_acceptance(ctx: Context, records: Sequence[Record], run: Run) -> B
         acc = r.acceptance
         merged = acc.histogram_source == "stream" and acc.stream_merged
         table.add([case_name(r, sweep), acc.acceptance_length, acc.acceptance_length_drafting_steps,
-                   acc.acceptance_length_stream, acc.acceptance_length_request_mean, acc.acceptance_rate,
+                   acc.acceptance_length_stream, acc.acceptance_length_stream_request_mean, acc.acceptance_rate,
                    acc.histogram_source, r.counters.source or f"none ({r.counters.note or 'no counters'})", acc.steps,
                    acc.merged_chunks], flag=WARN if merged else None, cells={1: WARN} if merged else None)
     notes = [("Marked rows: the step histogram came from a stream that merged engine steps; AL, pp and CAR "
              "overstate acceptance there.")] if any(f for f in table.row_flags) else []
     return Block(ctx.run_title("Acceptance per case", run), table, notes=notes)
+
+
+def _conventions_block(ctx: Context, records: Sequence[Record], run: Run) -> Block:
+    """Every tool's AL of each case side by side (README "AL conventions")."""
+    sweep = sweeps_concurrency(records)
+    table = Table([
+        Column("case"),
+        Column("SPEED-Bench AL", "f3", "decode tokens / decode steps, pooled; the headline"),
+        Column("specdec_bench AL", "f3", "mean over requests of (tokens − final EOS) / chunks, prefill chunk counted"),
+        Column("vLLM bench AL", "f3", "1 + accepted / drafts, pooled over drafting steps"),
+        Column("AIPerf AL", "f3", "mean over requests of 1 + accepted / drafts"),
+        Column("AIPerf AL token-weighted", "f3", "per-request 1 + accepted / drafts weighted by output tokens"),
+        Column("AL delivered", "f3", "the stream's decode tokens / decode chunks: drafts cut by max_tokens not counted"),
+        Column("AR pooled", "f3", "accepted / drafted tokens over all requests"),
+        Column("AR request mean", "f3", "mean over requests of accepted / drafted"),
+        Column("requests without drafts", "int", "left out of the per-request vLLM / AIPerf means"),
+        Column("outputs sha256"),
+    ])
+    for r in ordered(records, ctx.palette):
+        acc = r.acceptance
+        table.add([case_name(r, sweep), acc.acceptance_length, acc.acceptance_length_specdec_bench,
+                   acc.acceptance_length_vllm_bench, acc.acceptance_length_aiperf_request_mean,
+                   acc.acceptance_length_aiperf_token_weighted, acc.acceptance_length_stream, acc.acceptance_rate,
+                   acc.acceptance_rate_request_mean, acc.requests_without_drafts, short_sha(r.outputs_sha256)])
+    return Block(ctx.run_title("AL by each tool's convention", run), table, notes=[
+        ("The same run as SPEED-Bench, specdec_bench, vLLM's bench serve and AIPerf would each report it; "
+         "equal outputs sha256 means every request produced the same tokens.")])
 
 
 def acceptance(ctx: Context) -> Section:
@@ -188,6 +216,7 @@ def acceptance(ctx: Context) -> Section:
         sd_all = [r for r in run.records if r.case.k]
         if sd_all:
             section.blocks.append(_per_case_acceptance(ctx, sd_all, run))
+            section.blocks.append(_conventions_block(ctx, sd_all, run))
     return section
 
 
