@@ -70,7 +70,8 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=max(5.0, 10 * self.interval_s))
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=max(5.0, 10 * self.interval_s))
         self._sample()  # and one after the last round
         for source in self.sources:
             close = getattr(source, "close", None)
@@ -82,7 +83,8 @@ class Sampler:
             self._sample()
 
     def _sample(self) -> None:
-        cpu0 = time.thread_time()
+        # One time stamp per sample (the readings take microseconds): every series and the cost share it.
+        t, cpu0 = time.perf_counter(), time.thread_time()
         for source in self.sources:
             if source.name in self._failed:
                 continue
@@ -91,14 +93,13 @@ class Sampler:
             except Exception as exc:  # noqa: BLE001 - a source that fails mid-run is named, the others go on
                 self._failed[source.name] = f"reading failed mid-run: {type(exc).__name__}: {exc}"
                 continue
-            t = time.perf_counter()
             for kind, values in (("counter", reading.counters), ("gauge", reading.gauges)):
                 for key, value in values.items():
                     series = self._series.setdefault(f"{source.name}.{key}", _Series())
                     self._kinds[f"{source.name}.{key}"] = kind
                     series.ts.append(t)
                     series.values.append(value)
-        self._costs.append((time.perf_counter(), time.thread_time() - cpu0))
+        self._costs.append((t, time.thread_time() - cpu0))
 
     def window(self, t0: float, t1: float) -> dict[str, Any]:
         """One round's telemetry, JSON-able: per source its raw figures over ``[t0, t1]`` and where
