@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin import devices, hookspecs, redaction
+from speedbench_plugin import devices, hookspecs, mlflow_export, redaction
 from speedbench_plugin import options as o
 from speedbench_plugin.case import RECORD_KEY, CaseRunner, EngineUnderTest
 from speedbench_plugin.reports import REPORT_PROPERTY, ReportsPlugin
@@ -30,6 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     o.add_options(parser, OPTIONS)
     o.add_options(parser, devices.OPTIONS)
     o.add_options(parser, telemetry.OPTIONS)
+    o.add_options(parser, mlflow_export.OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
         reports.check_writable()
     config.pluginmanager.register(reports, "speedbench-reports")
     config.pluginmanager.register(telemetry, "speedbench-telemetry")
+    config.pluginmanager.register(mlflow_export, "speedbench-mlflow")
     devices.register(config)  # pins this process's GPUs (CUDA_VISIBLE_DEVICES) before any engine starts
 
 

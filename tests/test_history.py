@@ -8,6 +8,7 @@ fake drafter accepts each draft with probability 0.7), ``weak`` (0.2: a weaker d
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -45,8 +46,13 @@ class Runs:
     again: Path  # a run folder holding only its journal
 
 
+MLFLOW = importlib.util.find_spec("mlflow")
+
+
 def _pytest(folder: Path, model: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # MLflow 3 keeps its file store only on request (it prefers a database, which mlflow-skinny lacks).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "MLFLOW_ALLOW_FILE_STORE": "true"}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "test_cases.py", "-p", "no:cacheprovider", "--rootdir", str(folder), "-c",
          os.devnull, "--speedbench-engine", "fake", f"--speedbench-model={model}", "--speedbench-max-tokens", "32",
@@ -62,6 +68,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: str) -> Runs:
     (folder / "test_cases.py").write_text(CASES)
     for name, accept in (("good", 0.7), ("weak", 0.2), ("again", 0.7)):
         json_args = [] if name == "again" else ["--speedbench-json", f"run-{name}/{name}.json" if name == "good" else f"{name}.json"]
+        if name == "weak" and MLFLOW is not None:  # the export, to a real local MLflow file store
+            json_args += ["--speedbench-mlflow", (folder / "mlruns").as_uri(), "--speedbench-mlflow-experiment", "history"]
         done = _pytest(folder, tiny_model_dir, "--speedbench-engine-args", f"accept={accept}",
                        "--speedbench-engine-args", "step_s=0.002", "--speedbench-run-dir", f"run-{name}", *json_args)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -186,3 +194,26 @@ def test_the_history_page_in_a_real_browser(runs: Runs, chromium: str, tmp_path:
     # The shift is in the table and drawn: a dashed vermillion line labelled where AL dropped.
     assert html.count("drop (regressed), reverted at run-again") >= 2  # AL of each ngram series, in the shifts table
     assert "stroke: #d55e00" in html.lower() and ">drop (regressed)<" in html
+
+
+def test_a_run_exported_to_a_real_local_mlflow_store(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    if MLFLOW is None:
+        pytest.skip("mlflow is not installed: pip install -e '.[mlflow]' (make test installs it with the dev extra)")
+    from mlflow.tracking import MlflowClient
+
+    from speedbench_plugin.mlflow_export import case_metrics
+    from speedbench_plugin.record import Record
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(runs.folder / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("history")
+    assert experiment is not None
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    records = [Record.from_json(r) for r in _records(runs.weak)]
+    expected = {k: v for r in records for k, v in case_metrics(r).items()}
+    assert run.data.metrics == pytest.approx(expected)
+    assert "test_case_fake-ngram_k3-coding_/cpu_s_per_output_token_vs_none" in run.data.metrics
+    assert run.data.params["drafters"] == "ngram:k=3, none" and run.data.params["cases"] == "4"
+    [artifact] = client.list_artifacts(run.info.run_id)
+    assert artifact.path == "speedbench-results.json"
