@@ -68,9 +68,10 @@ def _results_in(folder: Path) -> list[Path]:
     return found
 
 
-def read_runs(paths: Sequence[str | Path]) -> list[Run]:
+def read_runs(paths: Sequence[str | Path], nested: bool = False) -> list[Run]:
     """Every run the paths hold: a file is one run; a folder is the run it is (its results files, else
-    its journal), or, without either, the runs in its subfolders and files."""
+    its journal), or, without either, the runs in its subfolders and files (an empty subfolder, or a
+    JSON file there that is not a results file, is passed over: a CI download that found nothing)."""
     runs: list[Run] = []
     for given in paths:
         path = Path(given)
@@ -81,10 +82,12 @@ def read_runs(paths: Sequence[str | Path]) -> list[Run]:
             elif (path / JOURNAL_NAME).is_file():
                 runs.append(read_journal_run(path))
             else:
-                inner = sorted(p for p in path.iterdir() if p.is_dir() or p.suffix == ".json")
-                if not inner:
+                inner = read_runs(sorted(p for p in path.iterdir() if p.is_dir() or p.suffix == ".json"), nested=True)
+                if not inner and not nested:
                     raise ReportInputError(f"{path}: no results file, journal or run folder in it")
-                runs += read_runs(inner)
+                runs += inner
+        elif nested and path.suffix == ".json" and path not in _results_in(path.parent):
+            continue
         elif path.exists():
             runs.append(read_run(path, path.stem))
         else:
