@@ -1,5 +1,6 @@
 """``python -m speedbench_plugin report RESULTS... [-o report.html] [--format html|md]`` and
-``python -m speedbench_plugin multiturn record [--engine vllm] [--model DIR] [--name NAME]``."""
+``python -m speedbench_plugin multiturn record [--engine vllm] [--model DIR] [--name NAME]`` and
+``python -m speedbench_plugin history RESULTS... [-o history.html] [--format html|md]``."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,31 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace) -> int:
+    from speedbench_plugin.history.load import history_runs
+    from speedbench_plugin.history.page import render_history
+    from speedbench_plugin.report import ReportInputError
+
+    fmt = args.format or ("md" if args.output and Path(args.output).suffix.lower() in (".md", ".markdown") else "html")
+    try:
+        text = render_history(history_runs(args.results), fmt, args.html_name)
+        if args.output == "-":
+            sys.stdout.write(text)
+            return 0
+        from speedbench_plugin.cache import atomic_write_text
+
+        target = Path(args.output or f"history.{fmt}")
+        atomic_write_text(target, text)
+    except ReportInputError as exc:
+        print(f"speedbench history: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"speedbench history: error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"speedbench history: {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speedbench_plugin", description="speedbench tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,12 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--format", choices=("html", "md"), help="html (default) or md; .md output implies md")
     report.add_argument("--label", action="append", help="a name per results file, in order (default: file names)")
     report.add_argument("--html-name", help="Markdown only: name the HTML report it summarises")
+    history = sub.add_parser(
+        "history", help="every case across earlier runs: an HTML page (or a Markdown summary)",
+        description="One self-contained HTML page, or a Markdown summary, of every case across earlier runs (results "
+                    "files or run folders, any order): AL, AR, speed, TTFT and cost per token by run time, what changed, "
+                    "the gate's interval per step and where a shift starts.")
+    history.add_argument("results", nargs="+", help="results files or run folders")
+    history.add_argument("-o", "--output", help="where to write (default history.html or history.md; '-' for stdout)")
+    history.add_argument("--format", choices=("html", "md"), help="html (default) or md; .md output implies md")
+    history.add_argument("--html-name", help="Markdown only: name the HTML page it summarises")
     from speedbench_plugin.multiturn import add_record_parser, run_record
 
     add_record_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "multiturn":
         return run_record(args)
+    if args.command == "history":
+        return _history(args)
     return _report(args)
 
 

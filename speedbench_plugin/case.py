@@ -29,6 +29,8 @@ from speedbench_plugin.runner import (
     run_round,
 )
 from speedbench_plugin.settings import REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, Settings
+from speedbench_plugin.telemetry.plugin import interval as telemetry_interval
+from speedbench_plugin.telemetry.sampler import start_sampler
 
 if TYPE_CHECKING:
     from speedbench_plugin.drafters import DrafterSpec
@@ -194,20 +196,28 @@ class CaseRunner:
                 if bar is not None:
                     bar.close()
 
-        if getattr(self.benchmark, "disabled", False):
-            # A disabled pytest-benchmark (under xdist, or --benchmark-disable) runs its target once;
-            # the suite's rounds must all still run.
-            for _ in range(rounds):
-                snapshot()
-                one_round()
-        else:
-            self.benchmark.pedantic(one_round, setup=snapshot, rounds=rounds, iterations=1, warmup_rounds=0)
-        snapshot()
+        # Telemetry samples on its own thread from before the first round to after the last; each
+        # round's figures are cut from the samples afterwards (nothing is read on the measured path).
+        sampler = start_sampler(telemetry_interval(self.item.config))
+        try:
+            if getattr(self.benchmark, "disabled", False):
+                # A disabled pytest-benchmark (under xdist, or --benchmark-disable) runs its target once;
+                # the suite's rounds must all still run.
+                for _ in range(rounds):
+                    snapshot()
+                    one_round()
+            else:
+                self.benchmark.pedantic(one_round, setup=snapshot, rounds=rounds, iterations=1, warmup_rounds=0)
+            snapshot()
+        finally:
+            if sampler is not None:
+                sampler.stop()
         measured = []
         for i, (result, (delta, note)) in enumerate(zip(results, _deltas(snapshots))):
             # A failed read is noted against the rounds it leaves without a delta.
             notes = [n for n in (note, *(snapshot_notes if delta is None else ())) if n]
-            measured.append(dataclasses.replace(result, counters=delta, counters_note="; ".join(dict.fromkeys(notes)) or None))
+            measured.append(dataclasses.replace(result, counters=delta, counters_note="; ".join(dict.fromkeys(notes)) or None,
+                                                telemetry=sampler.window(result.t_start, result.t_end) if sampler else None))
         return measured
 
     def ceiling(self, split: str, measured: Sequence[MeasuredRound], sampling: Sampling,

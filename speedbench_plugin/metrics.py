@@ -567,3 +567,51 @@ def bounded_ratio(num: tuple[float, str], den: tuple[float, str]) -> tuple[float
     if kinds in (("between", "at-least"), ("below-range", "between"), ("below-range", "at-least")):
         return value, "at-most"
     return value, "undefined"
+
+
+# --- energy and hardware cost (speedbench_plugin.telemetry samples; see README "Energy per token") ---
+
+
+def value_at(ts: Sequence[float], values: Sequence[float], t: float) -> float:
+    """A sampled series at time ``t``, linearly interpolated between the samples around it (the
+    nearest sample outside them); NaN without samples."""
+    if not ts:
+        return math.nan
+    return float(np.interp(t, ts, values))
+
+
+def counter_delta(ts: Sequence[float], values: Sequence[float], t0: float, t1: float) -> float:
+    """How much a cumulative counter (CPU seconds, joules) grew from ``t0`` to ``t1``, its samples
+    interpolated at both ends: the sampler never stops the measured path to read it. NaN unless
+    samples bracket the window."""
+    if len(ts) < 2 or ts[0] > t0 or ts[-1] < t1:
+        return math.nan
+    return value_at(ts, values, t1) - value_at(ts, values, t0)
+
+
+def integrate(ts: Sequence[float], values: Sequence[float], t0: float, t1: float) -> float:
+    """The integral of a sampled gauge over ``[t0, t1]`` (trapezoids; watts -> joules): energy of
+    a GPU without a total-energy counter. NaN unless samples bracket the window."""
+    if len(ts) < 2 or ts[0] > t0 or ts[-1] < t1 or t1 <= t0:
+        return math.nan
+    inside = [(t, v) for t, v in zip(ts, values) if t0 < t < t1]
+    points = [(t0, value_at(ts, values, t0)), *inside, (t1, value_at(ts, values, t1))]
+    return float(sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in pairwise(points)))
+
+
+def window_values(ts: Sequence[float], values: Sequence[float], t0: float, t1: float) -> list[float]:
+    """A gauge's samples inside ``[t0, t1]``; a window shorter than the interval gets the value
+    interpolated at its middle."""
+    inside = [v for t, v in zip(ts, values) if t0 <= t <= t1]
+    return inside or ([value_at(ts, values, (t0 + t1) / 2)] if ts else [])
+
+
+def per_token(amount: float | None, tokens: int | None) -> float:
+    """Joules (or CPU seconds) per token: per output token, or per accepted draft token."""
+    return ratio(amount, tokens)
+
+
+def cost_speedup(cost: float | None, baseline_cost: float | None) -> float:
+    """The ``none`` drafter's cost per output token over this case's, at the same case and load:
+    above 1 when SD spends less per token (its energy speedup, beside ``speedup``'s time speedup)."""
+    return ratio(baseline_cost, cost)

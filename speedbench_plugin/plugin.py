@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from speedbench_plugin import devices, hookspecs, redaction
+from speedbench_plugin import devices, hookspecs, mlflow_export, redaction
 from speedbench_plugin import options as o
 from speedbench_plugin.case import RECORD_KEY, CaseRunner, EngineUnderTest
 from speedbench_plugin.reports import REPORT_PROPERTY, ReportsPlugin
 from speedbench_plugin.settings import ENGINE_START_TIMEOUT, OPTIONS, SETTINGS_KEY, Settings, settings_of
+from speedbench_plugin.telemetry import plugin as telemetry
 
 if TYPE_CHECKING:
     from speedbench_plugin.drafters import DrafterSpec
@@ -28,6 +29,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     o.add_options(parser, OPTIONS)
     o.add_options(parser, devices.OPTIONS)
+    o.add_options(parser, telemetry.OPTIONS)
+    o.add_options(parser, mlflow_export.OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,6 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         reports.check_writable()
     config.pluginmanager.register(reports, "speedbench-reports")
+    config.pluginmanager.register(telemetry, "speedbench-telemetry")
+    config.pluginmanager.register(mlflow_export, "speedbench-mlflow")
     devices.register(config)  # pins this process's GPUs (CUDA_VISIBLE_DEVICES) before any engine starts
 
 

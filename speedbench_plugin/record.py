@@ -378,6 +378,7 @@ class MeasuredRound:
     counters: SpecCounts | None  # the engine's cumulative counters' delta over the round
     client: dict[str, Any] | None = None  # the load generator's observations of itself (speedbench_plugin.load)
     counters_note: str | None = None  # why ``counters`` is None, when reading them failed
+    telemetry: dict[str, Any] | None = None  # the sampler's figures for this round (speedbench_plugin.telemetry)
 
     @property
     def streams(self) -> list[StreamResult]:

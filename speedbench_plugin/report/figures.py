@@ -348,3 +348,50 @@ def stacked_shares(rows: Sequence[ShareRow], bin_labels: Sequence[str], *, title
 
     longest = max((len(r.label) for r in rows), default=10)
     return _draw(build, 6.2 + 0.055 * longest, 1.4 + 0.3 * len(rows))
+
+
+# --- a figure across runs (the history) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Track:
+    """One figure's values across runs: points, each with a band (``None``: none) and a mark (a
+    shift that starts there, drawn as a vertical line with its words)."""
+
+    title: str
+    ylabel: str
+    xs: Sequence[float]
+    ys: Sequence[float | None]
+    bands: Sequence[tuple[float, float] | None]
+    marks: Sequence[str | None]
+    colour: str = "#0072B2"
+    scale: float = 1.0  # multiply values by this for display (seconds shown as ms)
+
+
+def history_panels(tracks: Sequence[Track], xlabels: Sequence[str], *, width_per_panel: float = 3.6,
+                   height: float = 3.0) -> str:
+    """Panels side by side, one figure across runs each: the values joined in run order, the gate's
+    bands as error bars, a shift's start as a dashed vertical line in vermillion."""
+
+    def build(fig: Figure) -> None:
+        axes = fig.subplots(1, len(tracks), squeeze=False)[0]
+        for ax, track in zip(axes, tracks):
+            points = [(x, y * track.scale) for x, y in zip(track.xs, track.ys) if y is not None and not math.isnan(y)]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", color=track.colour, linewidth=1.6, markersize=5)
+            for x, y, band in zip(track.xs, track.ys, track.bands):
+                if band is not None and y is not None:
+                    low, high = band[0] * track.scale, band[1] * track.scale
+                    ax.vlines(x, low, high, color=BAND_COLOUR, linewidth=5, alpha=0.8, zorder=0)
+            for x, mark in zip(track.xs, track.marks):
+                if mark:
+                    ax.axvline(x, color="#D55E00", linestyle="--", linewidth=1.2)
+                    ax.annotate(mark.split(",")[0], (x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                                textcoords="offset points", fontsize=7, color="#D55E00")
+            ax.set_xticks(list(track.xs), labels=[xlabels[int(x)] for x in track.xs], rotation=30, ha="right")
+            ax.set_title(track.title, loc="left")
+            ax.set_ylabel(track.ylabel)
+            ax.grid(True, color=GRID_COLOUR, linewidth=0.6)
+
+    return _draw(build, width_per_panel * len(tracks), height)

@@ -168,3 +168,18 @@ def render_html(report: Report, ctx: Context, sections: Sequence[Section]) -> st
         "the runs' records; deltas between runs and the mean and range over categories are the report's own, "
         "and named so.</footer></body></html>\n"
     )
+
+
+def render_page(title: str, subtitle: str, sections: Sequence[Section], footer: str) -> str:
+    """A page of sections in the report's layout and style (the history's page)."""
+    nav = "".join(f'<li><a href="#{_e(s.id)}">{_e(s.title)}</a></li>' for s in sections)
+    figures = _Figures()
+    body = "".join(_section(s, figures) for s in sections)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+        f'<header><h1>{_e(title)}</h1><p class="sub">{_e(subtitle)}</p><nav><ul>{nav}</ul></nav></header>'
+        f"<main>{body}</main><footer>{_e(footer)}</footer></body></html>\n"
+    )

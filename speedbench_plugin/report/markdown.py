@@ -101,3 +101,8 @@ def render_markdown(report: Report, ctx: Context, sections: Sequence[Section], h
         cut = "\n".join(body)[:room].rsplit("\n", 1)[0]
         text = keep + "\n" + cut + "\n\n… cut to fit a pull-request comment; the HTML report has everything.\n"
     return text
+
+
+def sections_markdown(sections: Sequence[Section]) -> list[str]:
+    """The headline blocks of ``sections`` as Markdown lines (the history's summary)."""
+    return [line for section in sections for line in _section_markdown(section)]
