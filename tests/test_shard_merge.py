@@ -179,8 +179,7 @@ def test_merged_gate_verdict_and_exit_code(sharded: Path, tmp_path: Path) -> Non
     assert all("comparison" in r["sections"] for r in judged.values())
     # A baseline that shares no case judges nothing: under --compare-strict that fails CI.
     base = json.loads((tmp_path / "baseline.json").read_text())
-    for bench in base["benchmarks"]:
-        bench["name"] = bench["extra_info"]["speedbench"]["case"]["nodeid"] = "other" + bench["name"]
+    base["benchmarks"] = []
     (tmp_path / "other.json").write_text(json.dumps(base))
     strict = merge_cli(*runs, "--out", str(tmp_path / "m2"), "--compare", str(tmp_path / "other.json"),
                        "--compare-strict", "--no-report")
