@@ -79,11 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     from speedbench_plugin.multiturn import add_record_parser, run_record
 
     add_record_parser(sub)
+    from speedbench_plugin.merge_cli import add_merge_parser, run_merge
+
+    add_merge_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "multiturn":
         return run_record(args)
     if args.command == "history":
         return _history(args)
+    if args.command == "merge":
+        return run_merge(args)
     return _report(args)
 
 

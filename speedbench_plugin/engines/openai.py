@@ -32,7 +32,9 @@ never stored in results or error messages.
 name the server knows, when it differs from ``--speedbench-model``), ``timeout`` (seconds per read,
 default 600), ``connect_timeout`` (default 10), ``extra_body`` (merged into every request body),
 ``metrics_path`` (default ``/metrics``), ``server_log`` (the server's log file: a failed start quotes
-its exception lines or last error lines).
+its exception lines or last error lines), ``metrics_urls`` (behind a load balancer: each replica's
+own ``/metrics`` URL, a list or comma string; the counters are their sum, so the cross-check sees
+every replica, not the one the router happened to pick for the scrape).
 """
 from __future__ import annotations
 
@@ -62,7 +64,8 @@ from speedbench_plugin.engines.base import (
 )
 from speedbench_plugin.engines.startlog import server_log_cause
 
-_OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_body", "metrics_path", "server_log"}
+_OWN_ARGS = {"api", "served_model_name", "timeout", "connect_timeout", "extra_body", "metrics_path", "server_log",
+             "metrics_urls"}
 SGLANG_TOTAL = "sglang:meta_info(sum over requests)"
 PROBE_PROMPT = (0, 1, 2, 3)
 PROBE_TOKENS = 4
@@ -374,11 +377,23 @@ class OpenAIEngine(Engine):
     def _metrics_path(self) -> str:
         return str(self.config.engine_args.get("metrics_path", "/metrics"))
 
+    @property
+    def metrics_urls(self) -> list[str]:
+        """Where the counters come from: each replica's metrics URL, or the endpoint's metrics path."""
+        raw = self.config.engine_args.get("metrics_urls")
+        urls = raw.split(",") if isinstance(raw, str) else list(raw or [])
+        return [str(u).strip() for u in urls if str(u).strip()] or [self._metrics_path]
+
     async def _scrape_vllm(self) -> SpecCounts | None:
-        response = await self._get(self._metrics_path)
-        if response.status_code != 200:
-            return None
-        return wire.vllm_counts_from_prometheus(response.text)
+        """The counters summed over every replica; None unless every replica answered with some."""
+        parts = []
+        for url in self.metrics_urls:
+            response = await self._get(url)  # an absolute URL leaves the endpoint's base aside
+            counts = wire.vllm_counts_from_prometheus(response.text) if response.status_code == 200 else None
+            if counts is None:
+                return None
+            parts.append(counts)
+        return parts[0] if len(parts) == 1 else SpecCounts.total(parts, parts[0].source)
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -572,4 +587,7 @@ class OpenAIEngine(Engine):
             info["resolved_config"] = self._resolved
         if self._counters_note:
             info["counters"] = self._counters_note
+        if len(self.metrics_urls) > 1:
+            info["replicas"] = len(self.metrics_urls)  # the counters are the sum of their /metrics
+            info["metrics_urls"] = [_http.public_url(u) for u in self.metrics_urls]
         return info
