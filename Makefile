@@ -45,7 +45,7 @@ BENCH_ARGS ?=
 TEST_ARGS ?=
 STAMP_UTC := $(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: install models docs data bench throughput test lint clean gate-demo
+.PHONY: install models python-docs data bench bench-full throughput test lint clean gate-demo
 
 $(STAMP): pyproject.toml $(if $(REBUILD)$(DRY_RUN),FORCE)
 	@$(if $(REBUILD),echo "$(REBUILD_MESSAGE)")
@@ -81,24 +81,34 @@ FORCE:
 models: install
 	$(PY) -m speedbench_plugin.models --tiny
 
-data: models docs
+# The qualitative split is rebuilt from the corpora and the selection recorded in the package
+# (seconds, nothing embedded); DATA_ARGS=--reselect runs the full diversity selection (minutes).
+DATA_ARGS ?=
+data: models python-docs
 	$(PY) -m speedbench_plugin.data fetch-bigbench
-	$(PY) -m speedbench_plugin.data build-qualitative --require-bigbench
+	$(PY) -m speedbench_plugin.data build-qualitative --require-bigbench $(DATA_ARGS)
 	$(PY) -m speedbench_plugin.data build-throughput
 
 # Debian's Python docs: long technical prose for the throughput tiers (the build falls back to
 # pydoc_data's topics without them, and its manifest says so).
-docs:
+python-docs:
 	@if [ -d /usr/share/doc/python3.11/html/_sources ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && apt-get install -y -qq python3.11-doc >/dev/null) || echo "python3.11-doc not installed: throughput prose falls back to pydoc_data"; \
 	else echo "python3.11-doc is not installed (needs root): throughput prose falls back to pydoc_data"; fi
 
+# `make bench`: a first table in minutes (the first-table preset: 4 categories, none vs ngram:k=3,
+# 64 tokens; the session header says what it trims). `make bench-full`: all 11 categories x
+# none, ngram:k=3, draft:k=3 at 128 tokens. BENCH_ARGS wins over the preset.
+BENCH_PRESET ?= first-table
 bench: data
 	mkdir -p results
 	$(PY) -m pytest benches -m qualitative -p no:cacheprovider \
 		--benchmark-columns=median,rounds --benchmark-json results/$(STAMP_UTC)-qualitative.json \
-		--speedbench-report run $(BENCH_ARGS)
+		--speedbench-report run $(if $(BENCH_PRESET),--speedbench-preset $(BENCH_PRESET)) $(BENCH_ARGS)
+
+bench-full:
+	$(MAKE) bench BENCH_PRESET=
 
 # The sweep, then, when it swept draft lengths (--speedbench-draft-lengths, emitting dynamic-SD
 # tables), the validation run that reads those tables (a second session, so it also works under
@@ -220,3 +230,31 @@ GPU_CHECK_ARGS ?=
 .PHONY: gpu-check
 gpu-check: $(if $(filter system,$(INSTALL))$(filter none,$(VENV)),install,data)
 	$(PY) tools/gpucheck.py --device $(DEVICE) $(GPU_CHECK_ARGS)
+
+# The documentation site (docs/, mkdocs.yml; mkdocs-material from the dev extra), built in strict mode
+# into site/: a broken link, a missing page or anchor fails it. The option and record references are
+# generated from the code by tools/docs_hooks.py; the pictures by docs-figures. Offline: the theme's
+# web fonts are off and no plugin fetches anything. `make test` runs the same build (tests/test_docs.py).
+.PHONY: docs docs-serve docs-figures
+export NO_MKDOCS_2_WARNING ?= 1
+docs: install docs-figures
+	$(PY) -m mkdocs build --strict
+
+docs-serve: install
+	$(PY) -m mkdocs serve
+
+# The pictures in the docs, rendered from a small run of the fake engine (synthetic, no model: the
+# numbers illustrate the layout, they measure nothing) with the tiny model's tokenizer: the HTML
+# report of a qualitative run and a throughput sweep's Pareto plot, into docs/figures/ (git-ignored).
+DOCS_FIGURES := docs/figures
+DOCS_FIGURE_ARGS := -p no:cacheprovider --speedbench-engine fake --speedbench-drafter none --speedbench-drafter ngram:k=3 \
+	--speedbench-max-tokens 32 --speedbench-progress off --benchmark-disable
+docs-figures: data
+	rm -rf $(DOCS_FIGURES) && mkdir -p $(DOCS_FIGURES)
+	tiny=$$($(PY) -c 'from speedbench_plugin.models import tiny_model; print(tiny_model())') && \
+	$(PY) -m pytest benches -m qualitative $(DOCS_FIGURE_ARGS) --speedbench-model $$tiny \
+		--speedbench-categories coding,math,rag,writing --speedbench-num-requests 8 --speedbench-rounds 2 \
+		--speedbench-run-dir $(DOCS_FIGURES)/qualitative --speedbench-report $(DOCS_FIGURES)/report.html && \
+	$(PY) -m pytest benches -m throughput $(DOCS_FIGURE_ARGS) --speedbench-model $$tiny \
+		--speedbench-concurrency 1,2,4,8 --speedbench-buckets 1024 --speedbench-tiers mixed --speedbench-num-requests 8 \
+		--speedbench-run-dir $(DOCS_FIGURES)/throughput

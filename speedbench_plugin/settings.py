@@ -69,8 +69,9 @@ MODEL = o.Option("speedbench-model", "target model: a Hugging Face model directo
                  kind=_model_dir, preset_key="model")
 DRAFTER = o.Option(
     "speedbench-drafter",
-    "drafter spec, repeatable: none, ngram:k=3[,max=3,min=1], draft:k=3[,model=PATH,layers=N], "
-    "eagle3:k=3,model=PATH, mtp:k=3",
+    "drafter spec, repeatable: none, ngram:k=3[,max=3,min=1], draft:k=3[,model=PATH,layers=N,vocab=N], "
+    "eagle3:k=3,model=PATH[,vocab=N], eagle:k=3,model=PATH, mtp:k=3 (vocab=N: prune the draft vocabulary "
+    "to the N most frequent tokens; default: none, ngram:k=3, draft:k=3)",
     kind=_drafters, multiple=True, preset_key="drafters",
 )
 CONCURRENCY = o.Option("speedbench-concurrency", "concurrent conversations, a comma list for sweeps", "1",

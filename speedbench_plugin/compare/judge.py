@@ -1,6 +1,6 @@
 """Judge one case's record against its baseline record: per metric, then the case.
 
-Decision per metric (direction-aware, see README "Regression gate"):
+Decision per metric (direction-aware, see docs/guides/regression-gate.md):
 
 * acceptance (AL, AR, per-position rate): paired over the same requests (question, turn; rounds
   pooled). Regressed when the drop exceeds max(ABS, REL x baseline), the interval of the change

@@ -6,7 +6,7 @@ on the same resample and gives the interval of their difference. Throughput and 
 compared per round (rounds, not requests, are the independent unit: requests of one round share
 the machine's state) with a one-sided Mann-Whitney U test and an effect-size floor.
 
-Multiple testing: see ``holm_adjusted`` and README "Regression gate" for how the family is formed.
+Multiple testing: see ``holm_adjusted`` and docs/guides/regression-gate.md for how the family is formed.
 """
 from __future__ import annotations
 

@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     qual.add_argument("--seed", type=int, default=0)
     qual.add_argument("--require-bigbench", action="store_true",
                       help="fail instead of building short categories when BIG-bench is not extracted")
+    qual.add_argument("--reselect", action="store_true",
+                      help="run the full diversity selection (embedding every candidate) instead of rebuilding "
+                           "the recorded selection; it also runs when the corpora or the pinned embedders changed")
+
+    rec = sub.add_parser("record-selection",
+                         help="write the cached split's selection (ids and prompt sha256s) as the recorded selection")
+    rec.add_argument("--out", type=Path, default=None, help="where to write it (default: the packaged selection.json)")
 
     thr = sub.add_parser("build-throughput", help="build exact-length throughput prompts for a model's tokenizer")
     thr.add_argument("--model", default="embedded",
@@ -55,8 +62,17 @@ def main(argv: list[str] | None = None) -> int:
                 if args.require_bigbench:
                     raise DataError(message)
                 print(f"warning: {message}", file=sys.stderr)
-            manifest = build_qualitative(args.per_category, args.seed, progress=progress)
+            manifest = build_qualitative(args.per_category, args.seed, progress=progress, reselect=args.reselect)
             print("\n".join(summary_lines(manifest)))
+        elif args.command == "record-selection":
+            from speedbench_plugin.data import recorded
+            from speedbench_plugin.data.io import qualitative_split_path, read_questions
+            from speedbench_plugin.data.qualitative import manifest_path
+
+            out = args.out or recorded.packaged_path()
+            recorded.record_from_manifest(json.loads(manifest_path().read_text()),
+                                         read_questions(qualitative_split_path()), out)
+            print(f"recorded selection written to {out}")
         elif args.command == "build-throughput":
             from speedbench_plugin.data import throughput as tp
 

@@ -11,7 +11,7 @@ same sources always give the same pool.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -115,6 +115,9 @@ class PoolBuilder:
         self.pools: dict[str, list[Question]] = {c: [] for c in QUALITATIVE_CATEGORIES}
         self.report = PoolReport()
         self._texts: set[str] = set()
+        # rag question id -> the corpus indices of the passages retrieved beside its own context:
+        # recorded with the selection so a rebuild can skip the retriever's embeddings.
+        self.rag_passages: dict[str, list[int]] = {}
 
     def add(self, category: str, sub: str, source: str, src_id: object, turns: Sequence[str],
             source_url: str, difficulty: str | None = None, follow_up: bool = True) -> None:
@@ -158,16 +161,26 @@ def bb_url(task: str) -> str:
     return BIGBENCH_URL + task
 
 
-def build_pools(log: SourceLog, embed: Callable[[Sequence[str]], np.ndarray]) -> tuple[dict[str, list[Question]], PoolReport]:
-    """Every category's candidates. ``embed`` (unit vectors) is used by rag's passage retrieval."""
+def build_pools(log: SourceLog, embed: Callable[[Sequence[str]], np.ndarray],
+                rag_passages: Mapping[str, Sequence[int]] | None = None) -> tuple[dict[str, list[Question]], PoolReport]:
+    """Every category's candidates. ``embed`` (unit vectors) is used by rag's passage retrieval, unless
+    ``rag_passages`` gives the retrieved passages (recorded by an earlier build): then only the rag
+    questions it names are built, and nothing is embedded."""
+    pool, _ = build_pool_builder(log, embed, rag_passages)
+    return pool.pools, pool.report
+
+
+def build_pool_builder(log: SourceLog, embed: Callable[[Sequence[str]], np.ndarray],
+                       rag_passages: Mapping[str, Sequence[int]] | None = None) -> tuple[PoolBuilder, PoolReport]:
+    """:func:`build_pools`, keeping the builder (its ``rag_passages`` say what retrieval chose)."""
     pb = PoolBuilder(log)
     pb.run("writing", "mt_bench", lambda: _mtbench(pb))
     pb.run("coding", "humaneval", lambda: _humaneval(pb))
     pb.run("summarization", "pydoc_topics", lambda: _pydoc(pb))
     for category, name, build in _BIGBENCH_BUILDERS:
         pb.run(category, name, partial(build, pb))
-    pb.run("rag", "retrieval", lambda: _rag_retrieval(pb, embed))
-    return pb.pools, pb.report
+    pb.run("rag", "retrieval", lambda: _rag_retrieval(pb, embed, rag_passages))
+    return pb, pb.report
 
 
 # ---- installed packages -------------------------------------------------------------------------
@@ -484,9 +497,12 @@ _BIGBENCH_BUILDERS = _bigbench_builders()
 RAG_PASSAGES = 3
 
 
-def _rag_retrieval(pb: PoolBuilder, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
+def _rag_retrieval(pb: PoolBuilder, embed: Callable[[Sequence[str]], np.ndarray],
+                   recorded: Mapping[str, Sequence[int]] | None = None) -> None:
     """For each question, the passages are its own context plus the nearest other contexts by MiniLM
-    similarity to the question (a real dense retriever over the pool), in a seeded order."""
+    similarity to the question (a real dense retriever over the pool), in a seeded order. With
+    ``recorded`` (question id -> neighbour corpus indices), only those questions are built, from the
+    recorded neighbours, without embedding."""
     task = "contextual_parametric_knowledge_conflicts"
     rows = [(i, *_cpkc_parts(ex["input"])) for i, ex in enumerate(bigbench_task(task, pb.log)["examples"])]
     unique: dict[str, int] = {}
@@ -495,19 +511,35 @@ def _rag_retrieval(pb: PoolBuilder, embed: Callable[[Sequence[str]], np.ndarray]
     corpus = sample(sorted(unique), 1200, task + "/corpus")
     corpus_index = {context: n for n, context in enumerate(corpus)}
     picked = sample([r for r in rows if r[2] in corpus_index and r[1]], 160, task + "/questions")
-    corpus_vectors = embed(corpus)
-    question_vectors = embed([q for _, q, _ in picked])
-    scores = question_vectors @ corpus_vectors.T
-    for (i, question, context), row in zip(picked, scores):
-        own = corpus_index[context]
-        row[own] = -np.inf
-        neighbours = [int(j) for j in np.argsort(-row, kind="stable")[: RAG_PASSAGES - 1]]
+    if recorded is None:
+        corpus_vectors = embed(corpus)
+        question_vectors = embed([q for _, q, _ in picked])
+        scores = question_vectors @ corpus_vectors.T
+        for (i, _, context), row in zip(picked, scores):
+            row[corpus_index[context]] = -np.inf
+            pb.rag_passages[_rag_id(i)] = [int(j) for j in np.argsort(-row, kind="stable")[: RAG_PASSAGES - 1]]
+    else:
+        for i, _, _ in picked:
+            if _rag_id(i) in recorded:
+                neighbours = [int(j) for j in recorded[_rag_id(i)]]
+                if any(not 0 <= j < len(corpus) for j in neighbours):
+                    raise SourceUnavailable(f"recorded passages {neighbours} of {_rag_id(i)} are outside the "
+                                            f"{len(corpus)}-passage corpus: the corpus changed (rebuild with --reselect)")
+                pb.rag_passages[_rag_id(i)] = neighbours
+    for i, question, context in picked:
+        if _rag_id(i) not in pb.rag_passages:
+            continue
+        neighbours = pb.rag_passages[_rag_id(i)]
         passages = [context] + [corpus[j] for j in neighbours]
         order = np.random.default_rng(_seed("rag", i)).permutation(len(passages))
         listed = "\n\n".join(f"[{n + 1}] {passages[j]}" for n, j in enumerate(order))
         text = ("Answer the question using only the retrieved passages below, and cite the passage number "
                 f"you relied on.\n\n{listed}\n\nQuestion: {question[0].upper()}{question[1:]}?")
         pb.add("rag", "retrieved_passages", "nq_retrieval", i, [text], bb_url(task))
+
+
+def _rag_id(src_id: int) -> str:
+    return f"rag/nq_retrieval/{src_id}"  # the id PoolBuilder.add gives a rag question
 
 
 def pool_sizes(pools: dict[str, list[Question]]) -> dict[str, int]:

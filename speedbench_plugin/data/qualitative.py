@@ -1,5 +1,10 @@
 """Build the offline qualitative split: candidate pools -> embeddings -> Algorithm 1 per category -> cache.
 
+The selection is deterministic for pinned corpora and embedders, so it is recorded in the package
+(:mod:`speedbench_plugin.data.recorded`: ids and prompt sha256s) and a build normally rebuilds that
+selection from the corpora without embedding; ``reselect`` (or changed corpora or embedders) runs
+the full selection below.
+
 Every category is embedded with MiniLM except multilingual, which uses multilingual-e5-small
 (:class:`~speedbench_plugin.data.embed.MultilingualEmbedder`): MiniLM is an English model and
 scatters non-Latin scripts arbitrarily, so its "diversity" over several languages mostly measures
@@ -9,10 +14,11 @@ and its selected-vs-random cosine under both embedders.
 """
 from __future__ import annotations
 
+import sys
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from speedbench_plugin.cache import atomic_write_json, sha256_text
+from speedbench_plugin.data import recorded
 from speedbench_plugin.data.embed import (
     EMBEDDER_NAME,
     EMBEDDER_WEIGHTS_SHA256,
@@ -28,7 +35,7 @@ from speedbench_plugin.data.embed import (
     MultilingualEmbedder,
 )
 from speedbench_plugin.data.io import qualitative_dir, qualitative_split_path, write_questions
-from speedbench_plugin.data.pools import PoolReport, _seed, build_pools
+from speedbench_plugin.data.pools import PoolReport, _seed, build_pool_builder, build_pools
 from speedbench_plugin.data.schema import FIELDS, QUALITATIVE_CATEGORIES, Question
 from speedbench_plugin.data.select import mean_pairwise_cosine, random_sample, select_diverse
 from speedbench_plugin.data.sources import SourceLog, bigbench_available
@@ -83,8 +90,81 @@ def manifest_path() -> Path:
     return qualitative_dir() / "manifest.json"
 
 
-def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Build and write the split and its manifest; returns the manifest."""
+def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, progress: bool = True,
+                      reselect: bool = False) -> dict[str, Any]:
+    """Build and write the split and its manifest; returns the manifest.
+
+    From the recorded selection (no embedding) when one is packaged for these settings, the pinned
+    embedders and the corpora found now; else, or with ``reselect``, by the full selection."""
+    why_select = "--reselect was given" if reselect else None
+    selection = None if reselect else recorded.load()
+    if selection is None and why_select is None:
+        why_select = f"no recorded selection ({recorded.packaged_path()})"
+    if selection is not None:
+        why_select = selection.unusable_because(per_category, seed)
+        if why_select is None:
+            manifest = _rebuild_recorded(selection)
+            if manifest is not None:
+                return manifest
+            why_select = "the source corpora differ from those the recorded selection was made from"
+    why = why_select or "no usable recorded selection"
+    print(f"qualitative split: running the full diversity selection ({why})", file=sys.stderr)
+    return _select_and_build(per_category, seed, progress, why)
+
+
+def _rebuild_recorded(selection: recorded.RecordedSelection) -> dict[str, Any] | None:
+    """The split from the corpora and the recorded ids, each prompt checked; None if the corpora changed."""
+    started = time.perf_counter()
+    log = SourceLog()
+
+    def no_embedding(texts: Sequence[str]) -> np.ndarray:
+        raise AssertionError("a recorded selection needs no embedding")  # rag passages come from the record
+
+    pools, report = build_pools(log, no_embedding, rag_passages=selection.rag_passages)
+    corpus = recorded.corpus_sha256(log.entries)
+    if corpus != selection.corpus_sha256:
+        return None
+    selected = selection.pick(pools)
+    write_questions(qualitative_split_path(), selected)
+    write_questions(qualitative_split_path().with_suffix(".parquet"), selected)
+    manifest = _manifest(selected, log, selection.seed, selection.per_category, selection.categories)
+    manifest |= {
+        "selection": {"source": "recorded", "file": str(selection.path),
+                      "how": "the recorded question ids picked from pools rebuilt from the corpora, each prompt's "
+                             "sha256 checked against the record; nothing embedded (statistics are the full "
+                             "selection's, from the record)",
+                      "verified_prompts": len(selected)},
+        "corpus_sha256": corpus,
+        "rag_passages": {q: js for q, js in selection.rag_passages.items()},
+        "pools_unavailable": report.unavailable,
+        "build_seconds": {"total": round(time.perf_counter() - started, 2)},
+        "all_categories_beat_random": all(c.get("selection_beats_random") for c in selection.categories.values()),
+    }
+    atomic_write_json(manifest_path(), manifest)
+    return manifest
+
+
+def _manifest(selected: list[Question], log: SourceLog, seed: int, per_category: int,
+              categories: dict[str, Any]) -> dict[str, Any]:
+    """The parts of the manifest both ways of building share."""
+    return {
+        "kind": "speedbench-qualitative",
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": [str(qualitative_split_path()), str(qualitative_split_path().with_suffix(".parquet"))],
+        "schema": list(FIELDS),
+        "seed": seed,
+        "per_category_target": per_category,
+        "rows": len(selected),
+        "multiturn_rows": sum(q.multiturn for q in selected),
+        "bigbench_extracted": bigbench_available(),
+        "sources": log.entries,
+        "sources_missing": log.missing,
+        "categories": categories,
+        "prompt_sha256": {q.question_id: sha256_text("\n\n".join(q.turns)) for q in selected},
+    }
+
+
+def _select_and_build(per_category: int, seed: int, progress: bool, why: str) -> dict[str, Any]:
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -92,7 +172,8 @@ def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, p
     embedder = Embedder()
     multilingual, multilingual_missing = _multilingual_embedder()
     t0 = time.perf_counter()
-    pools, report = build_pools(log, lambda texts: embedder.embed(texts, progress="retrieval" if progress else None))
+    builder, report = build_pool_builder(log, lambda texts: embedder.embed(texts, progress="retrieval" if progress else None))
+    pools = builder.pools
     t_pools = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -125,33 +206,25 @@ def build_qualitative(per_category: int = DEFAULT_PER_CATEGORY, seed: int = 0, p
 
     write_questions(qualitative_split_path(), selected)
     write_questions(qualitative_split_path().with_suffix(".parquet"), selected)
-    manifest = {
-        "kind": "speedbench-qualitative",
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "files": [str(qualitative_split_path()), str(qualitative_split_path().with_suffix(".parquet"))],
-        "schema": list(FIELDS),
-        "seed": seed,
-        "per_category_target": per_category,
-        "rows": len(selected),
-        "multiturn_rows": sum(q.multiturn for q in selected),
+    manifest = _manifest(selected, log, seed, per_category, categories) | {
+        "selection_reason": why,
+        "corpus_sha256": recorded.corpus_sha256(log.entries),
+        "rag_passages": {q.question_id: builder.rag_passages[q.question_id]
+                         for q in selected if q.question_id in builder.rag_passages},
         "embedder": {"name": EMBEDDER_NAME, "weights_sha256": EMBEDDER_WEIGHTS_SHA256,
                      "candidate_texts": len(set(texts)), "texts_embedded_by_this_build": embedder.computed},
         "multilingual_embedder": (
             multilingual.describe() | {"texts_embedded_by_this_build": multilingual.computed}
             if multilingual is not None else {"available": False, "reason": multilingual_missing,
                                               "used_instead": EMBEDDER_NAME}),
-        "selection": {"algorithm": "SPEED-Bench Algorithm 1: greedy min summed cosine from a seeded random start, "
+        "selection": {"source": "embedded",
+                      "algorithm": "SPEED-Bench Algorithm 1: greedy min summed cosine from a seeded random start, "
                                    "then best-improvement swaps until none strictly improves (cap 50*k)",
                       "random_baseline": "seeded uniform sample of the same size from the same pool"},
         "build_seconds": {"sources_and_pools": round(t_pools, 2), "embedding": round(t_embed, 2),
                           "selection": round(t_select, 2), "embedding_plus_selection": round(t_embed + t_select, 2),
                           "total": round(time.perf_counter() - started, 2)},
         "all_categories_beat_random": all(c["selection_beats_random"] for c in categories.values()),
-        "bigbench_extracted": bigbench_available(),
-        "sources": log.entries,
-        "sources_missing": log.missing,
-        "categories": categories,
-        "prompt_sha256": {q.question_id: sha256_text("\n\n".join(q.turns)) for q in selected},
     }
     atomic_write_json(manifest_path(), manifest)
     return manifest
@@ -215,8 +288,14 @@ def summary_lines(manifest: dict[str, Any]) -> list[str]:
                      f"{c['avg_pairwise_cosine_selected'] or float('nan'):>9.3f}"
                      f"{c['avg_pairwise_cosine_random'] or float('nan'):>9.3f}  {'yes' if c['selection_beats_random'] else 'NO'}")
     seconds = manifest["build_seconds"]
-    lines.append(f"  times (s): pools {seconds['sources_and_pools']}, embedding {seconds['embedding']}, "
-                 f"selection {seconds['selection']}, total {seconds['total']}")
+    selection = manifest.get("selection", {})
+    if selection.get("source") == "recorded":
+        lines.append(f"  selection: recorded ({selection['file']}): {selection['verified_prompts']} prompts rebuilt "
+                     f"from the corpora, each sha256 checked, nothing embedded; the statistics above are the "
+                     f"recorded full selection's; {seconds['total']} s")
+    else:
+        lines.append(f"  times (s): pools {seconds['sources_and_pools']}, embedding {seconds['embedding']}, "
+                     f"selection {seconds['selection']}, total {seconds['total']}")
     multi = manifest["categories"].get(MULTILINGUAL)
     if multi and "languages_selected" in multi:
         lines.append(f"  multilingual ({multi.get('embedder', EMBEDDER_NAME)}): "

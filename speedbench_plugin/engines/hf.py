@@ -14,7 +14,7 @@ accepted = ``num_matches`` (already cut back at EOS / max length). The generator
 transformers class is patched. If a future transformers stops calling either hook, the request
 fails loudly instead of reporting zero acceptance.
 
-Trap (REFERENCE §4): the assistant's ``num_assistant_tokens``, ``num_assistant_tokens_schedule`` and
+Trap (transformers' assisted generation): the assistant's ``num_assistant_tokens``, ``num_assistant_tokens_schedule`` and
 ``assistant_confidence_threshold`` are read from the *assistant's* generation_config, with defaults
 20 / "constant" / 0.4. A fixed draft length ``k`` needs ``num_assistant_tokens=k``, schedule
 "constant" and threshold 0 set there, not on the target.

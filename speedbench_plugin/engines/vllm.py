@@ -401,7 +401,7 @@ class VLLMEngine(Engine):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         args = self.config.engine_args
-        # How exact the stream is hinges on these two (see the README's GPU runbook).
+        # How exact the stream is hinges on these two (see docs/concepts/metrics.md, "Merged steps", and results/compat/GPU_RUNBOOK.md).
         info["stream_settings"] = {name: args.get(name, "engine default") for name in ("async_scheduling", "stream_interval")}
         if self._install is not None:
             mode = stream_mode(self.config, self._install)

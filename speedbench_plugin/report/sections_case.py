@@ -346,7 +346,7 @@ def fidelity(ctx: Context) -> Section:
         section.blocks.append(Block("Merged stream chunks", table, notes=[
             ("A chunk longer than k + 1 tokens carries several engine steps. Where the step histogram came from the "
             "stream (marked rows), AL, pp and CAR overstate acceptance; where it came from the engine's per-step "
-            "record, only the stream's own AL does. See the README, “Merged steps”.")]))
+            "record, only the stream's own AL does. See the documentation, docs/concepts/metrics.md, “Merged steps”.")]))
     return section
 
 

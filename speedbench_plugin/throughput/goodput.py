@@ -12,7 +12,8 @@ Goodput for ``concurrency`` requests each drafting ``k`` tokens::
 
     goodput(k, C) = C · AL(k) / T_step(C · (1 + k · drafting_share), C · context)
 
-with ``AL(k) = 1 + Σ_{i<k} pp[i]`` from the measured per-position acceptance ``pp`` (REFERENCE §1).
+with ``AL(k) = 1 + Σ_{i<k} pp[i]`` from the measured per-position acceptance ``pp`` (``pp[i]``: the share of all decode steps
+whose draft position ``i`` was accepted, so ``AL = 1 + Σ pp``).
 """
 from __future__ import annotations
 
