@@ -62,9 +62,11 @@ def benchmark_entry(record: Record) -> dict[str, Any]:
             "extra_info": {"speedbench": record.to_json()}}
 
 
-def results_document(records: Sequence[Record], partial: str | None = None) -> dict[str, Any]:
+def results_document(records: Sequence[Record], partial: str | None = None,
+                     failed_without_record: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
     """pytest-benchmark's JSON shape, so its tooling reads the suite's own file too. ``partial``:
-    why the run did not finish (its cases are complete; others are missing)."""
+    why the run did not finish (its cases are complete; others are missing). ``failed_without_record``:
+    cases that failed before they measured anything (an engine that refused to start), with the cause."""
     return {
         "machine_info": {"node": platform.node(), "machine": platform.machine(), "python_version": platform.python_version()},
         "speedbench_version": __version__,
@@ -73,7 +75,24 @@ def results_document(records: Sequence[Record], partial: str | None = None) -> d
         "partial": partial is not None,
         "partial_reason": partial,
         "benchmarks": [benchmark_entry(r) for r in records],
+        "failed_without_record": [dict(f) for f in failed_without_record],
     }
+
+
+CASE_PROPERTY = "speedbench_case"  # marks a benchmark case's reports (not a test of the suite's own)
+# Cases that failed before they had a record (e.g. the engine refused to start): node id, phase, cause.
+FAILED_WITHOUT_RECORD_KEY = pytest.StashKey[list[dict[str, str]]]()
+
+
+def failure_cause(report: pytest.TestReport) -> str:
+    """The exception line pytest shows for a failed phase: the engine's own cause where the engine
+    module put it into its error, never "see above"."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    if message:
+        return str(message)
+    lines = [line[1:].strip() for line in report.longreprtext.splitlines() if line.startswith("E ")]
+    return " ".join(lines) if lines else (report.longreprtext.strip().splitlines() or ["(no message)"])[-1]
 
 
 def _al_cell(record: Record, convention: str = "speed-bench") -> str:
@@ -223,7 +242,10 @@ class ReportsPlugin:
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         """A resumed run runs only the cases its journal lacks."""
-        self._collected_cases = sum("sb_engine" in getattr(item, "fixturenames", ()) for item in items)
+        cases = [item for item in items if "sb_engine" in getattr(item, "fixturenames", ())]
+        self._collected_cases = len(cases)
+        for item in cases:  # travels with the reports to an xdist controller, which collects nothing
+            item.user_properties.append((CASE_PROPERTY, True))
         if self.resumed is None:
             return
         done = [item for item in items if item.nodeid in self.resumed.records]
@@ -268,6 +290,11 @@ class ReportsPlugin:
     # --- collecting ---
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        has_record = any(name == REPORT_PROPERTY for name, _ in report.user_properties)
+        if report.failed and report.when in ("setup", "call") and not has_record and not self.is_worker \
+                and any(name == CASE_PROPERTY for name, _ in report.user_properties):
+            failures = self.config.stash.setdefault(FAILED_WITHOUT_RECORD_KEY, [])
+            failures.append({"nodeid": report.nodeid, "when": report.when, "error": failure_cause(report)})
         if report.when != "call":
             return
         for name, value in report.user_properties:
@@ -276,6 +303,11 @@ class ReportsPlugin:
                 self.records.append(record)
                 if not self.is_worker:
                     self._journal_record(report.nodeid, record)
+
+    @property
+    def failed_without_record(self) -> list[dict[str, str]]:
+        failures: list[dict[str, str]] = self.config.stash.get(FAILED_WITHOUT_RECORD_KEY, [])
+        return list(failures)
 
     def _journal_writer(self) -> JournalWriter | None:
         if self._journal is None and self._journal_problem is None:
@@ -395,6 +427,7 @@ class ReportsPlugin:
         output_json["speedbench_version"] = __version__
         output_json["speedbench_record_schema"] = SCHEMA_VERSION
         output_json["partial"] = self.partial_reason() is not None
+        output_json["failed_without_record"] = self.failed_without_record
         output_json["partial_reason"] = self.partial_reason()
 
     def check_writable(self) -> None:
@@ -438,7 +471,7 @@ class ReportsPlugin:
         if not self.records and not (partial and self._collected_cases):
             return  # nothing ran; an interrupted run still says so in every results file
         records = self.final_records()
-        document = results_document(records, partial)
+        document = results_document(records, partial, self.failed_without_record)
         targets = [run_directory(self.config) / RESULTS_NAME] + self._targets()
         if self._benchmark_json_handled and getattr(self.config.option, "benchmark_json", None) is not None:
             targets.pop()  # pytest-benchmark wrote its own, with the final records in it
@@ -485,6 +518,8 @@ class ReportsPlugin:
             written = f"in {where}/{RESULTS_NAME} and {where}/{JOURNAL_NAME}" if where else "nowhere (no case finished)"
             lines.append(f"speedbench: PARTIAL results ({partial}): {len(self.records)} finished case(s) {written}"
                          + (f"; finish the run with --{RESUME.name} {where}" if where else ""))
+        for failure in self.failed_without_record:
+            lines.append(f"speedbench: {failure['nodeid']} failed before measuring ({failure['when']}): {failure['error']}")
         if self._journal_problem is not None:
             lines.append(f"speedbench: the journal could not be used: {self._journal_problem}")
         if self.later_signals:

@@ -210,6 +210,28 @@ def test_engine_start_failure_fails_its_cases(pytester: pytest.Pytester, tiny_mo
     assert result.ret != 0
 
 
+def test_a_case_that_failed_to_start_is_named_with_its_cause_in_results_and_report(
+        pytester: pytest.Pytester, tiny_model_dir: str) -> None:
+    """No record exists for a case whose engine refused to start: the cause still reaches the results
+    file, the pytest-benchmark JSON, the report's warnings and the session's closing lines."""
+    pytester.makepyfile(test_cases=CASES)
+    result = pytester.runpytest_subprocess(
+        "--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}", "--speedbench-drafter", "none",
+        "--speedbench-drafter", "ngram:k=3", "--speedbench-engine-args", "fail_start=ngram",
+        "--speedbench-json", "own.json", "--benchmark-json", "bench.json", "--speedbench-report", "report.html",
+    )
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["speedbench: *test_case*ngram*failed before measuring (setup): *fail_start=ngram*"])
+    for name in ("own.json", "bench.json"):
+        document = json.loads((pytester.path / name).read_text())
+        failures = document["failed_without_record"]
+        assert len(failures) == 2 and all("ngram" in f["nodeid"] and f["when"] == "setup" for f in failures)
+        assert all("start failure injected by fail_start=ngram" in f["error"] for f in failures)
+        assert len([b for b in document["benchmarks"] if "ngram" in b["name"]]) == 0  # no record, no entry
+    html = (pytester.path / "report.html").read_text()
+    assert "failed before measuring" in html and "start failure injected by fail_start=ngram" in html
+
+
 def test_missing_model_path_names_the_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_cases=CASES)
     result = pytester.runpytest_subprocess("--speedbench-engine", "fake", "--speedbench-model=/no/such/model")

@@ -19,7 +19,7 @@ Engine args:
   a counter bug that neither end cuts nor merges explain);
 * ``client_cost_s`` (busy CPU time per streamed chunk on the event loop: a slow client, so the
   streamed figures fall behind what the engine's ``ceiling()`` path delivers);
-* ``fail_request`` (a request id substring that raises), ``fail_start`` (raise in start);
+* ``fail_request`` (a request id substring that raises), ``fail_start`` (raise in start: ``true``, or only for one drafter method, e.g. ``ngram``);
 * hangs, which a real engine cannot produce on demand: ``hang_request`` (a request id substring
   whose request streams ``hang_after`` tokens, default 1, then never yields again), ``wedge``
   (after such a hang every later request hangs at once, until the engine is restarted) and
@@ -99,8 +99,10 @@ class FakeEngine(Engine):
         return int(self.config.engine_args.get("hang_after", 1)) if hang and hang in request_id else None
 
     async def start(self) -> None:
-        if self.config.engine_args.get("fail_start"):
-            raise EngineError("fake engine: start failure injected by fail_start")
+        fail = self.config.engine_args.get("fail_start")
+        # true: every start fails; a drafter method (e.g. ngram): only that drafter's engine
+        if fail is True or str(fail).lower() in ("true", "1", self.config.drafter.method):
+            raise EngineError(f"fake engine: start failure injected by fail_start={fail}")
         if self.config.engine_args.get("hang_start"):
             await self._hang()
         self._total = SpecCounts(0, 0, 0, [0] * self.k, "fake:counters")

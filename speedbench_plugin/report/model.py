@@ -43,6 +43,8 @@ class Run:
     commit: dict[str, Any] | None = None
     speedbench_version: str | None = None
     without_record: tuple[str, ...] = ()  # benchmark entries that hold no speedbench record
+    # cases that failed before measuring (an engine that refused to start): (node id, cause)
+    failed_without_record: tuple[tuple[str, str], ...] = ()
 
     @property
     def engines(self) -> list[str]:
@@ -101,9 +103,11 @@ def read_run(path: Path, label: str | None = None) -> Run:
             "extra_info.speedbench); a --benchmark-json file from another suite?")
     created = document.get("created") or document.get("datetime")
     machine = document.get("fingerprint") if kind == "baseline" else document.get("machine_info")
+    failures = tuple((str(f.get("nodeid", "?")), str(f.get("error", "")))
+                     for f in document.get("failed_without_record") or () if isinstance(f, dict))
     return Run(label or path.stem, path, kind, tuple(records), str(created) if created else None,
                bool(document.get("partial")), dict(machine or {}), document.get("commit_info"),
-               document.get("speedbench_version"), tuple(without))
+               document.get("speedbench_version"), tuple(without), failures)
 
 
 def unique_labels(paths: Sequence[Path], given: Sequence[str] | None = None) -> list[str]:

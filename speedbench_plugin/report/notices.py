@@ -32,6 +32,9 @@ def notices(ctx: Context) -> list[Notice]:
         add(run.label, "failed cases", [r.case_id for r in records if r.outcome == "failed"],
             "the test failed (errors, a regression, a fidelity gap under --speedbench-strict-fidelity): its figures "
             "are what was measured.", BAD)
+        add(run.label, "failed before measuring", [nodeid for nodeid, _ in run.failed_without_record],
+            "; ".join(f"{nodeid}: {error}" for nodeid, error in run.failed_without_record[:5])
+            + (f" (+{len(run.failed_without_record) - 5} more)" if len(run.failed_without_record) > 5 else ""), BAD)
         errored = [r for r in records if r.errors]
         add(run.label, "request errors", [r.case_id for r in errored],
             "; ".join(f"{r.case_id}: {r.errors[0]}" + (f" (+{len(r.errors) - 1} more)" if len(r.errors) > 1 else "")

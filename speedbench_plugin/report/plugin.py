@@ -51,15 +51,17 @@ class ReportWriter:
     def pytest_speedbench_records(self, config: pytest.Config, records: Sequence[Record]) -> None:
         from speedbench_plugin.report import write_report
         from speedbench_plugin.report.model import Report, Run
-        from speedbench_plugin.reports import results_document
+        from speedbench_plugin.reports import FAILED_WITHOUT_RECORD_KEY, results_document
         from speedbench_plugin.settings import settings_of
 
-        document = results_document(records)
+        failures = config.stash.get(FAILED_WITHOUT_RECORD_KEY, [])
+        document = results_document(records, failed_without_record=failures)
         source = settings_of(config).results_json or getattr(config.option, "benchmark_json", None)
         label = Path(str(getattr(source, "name", source))).stem if source else "this run"
         run = Run(label, Path(str(getattr(source, "name", source) or "this session")), "this session", tuple(records),
                   document["datetime"], False, dict(document["machine_info"]),
-                  speedbench_version=document["speedbench_version"])
+                  speedbench_version=document["speedbench_version"],
+                  failed_without_record=tuple((f["nodeid"], f["error"]) for f in failures))
         self.written = write_report(Report.of([run]), self.path())
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
