@@ -46,7 +46,6 @@ def pytest_configure(config: pytest.Config) -> None:
     devices.register(config)  # pins this process's GPUs (CUDA_VISIBLE_DEVICES) before any engine starts
 
 
-@pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Below the session header, once cases are collected: the in-process vLLM engine's stream mode
     for each drafter, and why (asked of the installed vLLM; sessions without vLLM cases skip it)."""
@@ -68,6 +67,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         reporter.write_line(f"speedbench stream mode, {drafter}: {mode.mode}{interval}: {mode.reason}")
 
 
+@pytest.hookimpl(tryfirst=True)  # engine and drafter lead the test id: test_x[vllm-ngram_k3-coding]
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = settings_of(metafunc.config)
     if "sb_engine" in metafunc.fixturenames:

@@ -93,7 +93,8 @@ def test_a_run_writes_its_report_and_ends_with_its_path(runs: Runs) -> None:
     assert html.startswith("<!DOCTYPE html>") and "Acceptance by category" in html
     report = load_report([runs.k3])
     ids = [s.id for s in build_sections(report)[1]]
-    assert ids == ["fingerprint", "acceptance", "positions", "fidelity", "speed", "warnings"]
+    # "sections": what extensions add to each record (the telemetry's cost per token), shown as recorded
+    assert ids == ["fingerprint", "acceptance", "positions", "fidelity", "speed", "sections", "warnings"]
     # The heatmap's table shows each record's own AL.
     table = next(b.table for s in build_sections(report)[1] for b in s.blocks if b.title.startswith("AL by category"))
     assert table is not None
@@ -163,7 +164,7 @@ def _throughput_and_load(path: Path) -> Path:
 
 
 EXPECTED_SECTIONS = ["fingerprint", "gate", "runs", "acceptance", "positions", "fidelity", "speed", "throughput", "load",
-                     "warnings"]
+                     "sections", "warnings"]
 
 
 def test_the_report_in_a_real_browser(runs: Runs, chromium: str, tmp_path: Path) -> None:

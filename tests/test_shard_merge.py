@@ -178,9 +178,10 @@ def test_merged_gate_verdict_and_exit_code(sharded: Path, tmp_path: Path) -> Non
     judged = records(tmp_path / "m" / "results.json")
     assert all("comparison" in r["sections"] for r in judged.values())
     # A baseline that shares no case judges nothing: under --compare-strict that fails CI.
-    base = json.loads((tmp_path / "baseline.json").read_text())
-    base["benchmarks"] = []
-    (tmp_path / "other.json").write_text(json.dumps(base))
+    # (every case renamed: an empty baseline is refused as unreadable, exit 2, before anything is judged)
+    text = (tmp_path / "baseline.json").read_text()
+    assert "test_qualitative[" in text
+    (tmp_path / "other.json").write_text(text.replace("test_qualitative[", "test_other["))
     strict = merge_cli(*runs, "--out", str(tmp_path / "m2"), "--compare", str(tmp_path / "other.json"),
                        "--compare-strict", "--no-report")
     assert strict.returncode == 1, strict.stdout + strict.stderr

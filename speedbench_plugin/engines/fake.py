@@ -101,7 +101,7 @@ class FakeEngine(Engine):
     async def start(self) -> None:
         fail = self.config.engine_args.get("fail_start")
         # true: every start fails; a drafter method (e.g. ngram): only that drafter's engine
-        if fail is True or str(fail).lower() in ("true", "1", self.config.drafter.method):
+        if fail is not None and (fail is True or str(fail).lower() in ("true", "1", self.config.drafter.method)):
             raise EngineError(f"fake engine: start failure injected by fail_start={fail}")
         if self.config.engine_args.get("hang_start"):
             await self._hang()

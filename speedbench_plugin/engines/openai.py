@@ -417,8 +417,9 @@ class OpenAIEngine(Engine):
             import aiohttp
 
             args = self.config.engine_args
-            self._session = aiohttp.ClientSession(
-                self.base, headers=_http.auth_headers(),
+            basic = aiohttp.BasicAuth(*self._basic_auth) if self._basic_auth else None
+            self._session = aiohttp.ClientSession(  # full URLs: a base with a path prefix keeps it
+                headers=self._headers, auth=basic,
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
                 timeout=aiohttp.ClientTimeout(total=None, connect=float(args.get("connect_timeout", 10)),
                                               sock_read=float(args.get("timeout", 600))),
@@ -435,7 +436,7 @@ class OpenAIEngine(Engine):
         payload = msgspec.json.encode(body)
         try:
             result.t_submit = time.perf_counter()
-            async with session.post(path, data=payload, headers=headers) as response:
+            async with session.post(url, data=payload, headers=headers, params=list(self.endpoint.params)) as response:
                 if response.status != 200:
                     text = (await response.read()).decode("utf-8", "replace")
                     message = f"{url}: HTTP {response.status}: {_http.redact(text[:500])}"
