@@ -134,6 +134,8 @@ test: data
 lint: install
 	$(PY) -m ruff check speedbench_plugin benches fixtures tests
 	$(PY) -m mypy
+	$(PY) -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
+	$(PY) tools/import_graph.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

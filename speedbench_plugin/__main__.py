@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     history.add_argument("-o", "--output", help="where to write (default history.html or history.md; '-' for stdout)")
     history.add_argument("--format", choices=("html", "md"), help="html (default) or md; .md output implies md")
     history.add_argument("--html-name", help="Markdown only: name the HTML page it summarises")
-    from speedbench_plugin.multiturn import add_record_parser, run_record
+    from speedbench_plugin.multiturn_record import add_record_parser, run_record
 
     add_record_parser(sub)
     from speedbench_plugin.merge_cli import add_merge_parser, run_merge

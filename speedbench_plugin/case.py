@@ -29,8 +29,8 @@ from speedbench_plugin.runner import (
     run_round,
 )
 from speedbench_plugin.settings import REQUEST_TIMEOUT, REQUEST_TOTAL_TIMEOUT, ROUND_TIMEOUT, Settings
-from speedbench_plugin.telemetry.plugin import interval as telemetry_interval
 from speedbench_plugin.telemetry.sampler import start_sampler
+from speedbench_plugin.telemetry.settings import interval as telemetry_interval
 
 if TYPE_CHECKING:
     from speedbench_plugin.drafters import DrafterSpec

@@ -54,7 +54,7 @@ class CrossEngineCheck:
         self.target, self.benchmark = target, benchmark
 
     def run(self, questions: Mapping[str, Sequence[WorkItem]]) -> dict[str, Any]:
-        from speedbench_plugin.plugin import start_engine
+        from speedbench_plugin.engine_start import start_engine
 
         settings = self.target.settings
         other_name = settings.cross_engine

@@ -25,7 +25,7 @@ from speedbench_plugin.cache import atomic_write_json
 from speedbench_plugin.journal import JOURNAL_NAME, differences, read_journal
 from speedbench_plugin.record import Record, RecordSchemaError, session_speedups
 from speedbench_plugin.reports import RESULTS_NAME, results_document
-from speedbench_plugin.shard import SHARD_NAME
+from speedbench_plugin.rundir import SHARD_NAME
 
 BENCHMARK_NAME = "benchmark.json"
 REPORT_NAME = "report.html"

@@ -11,8 +11,8 @@ from typing import Any
 from speedbench_plugin.cache import atomic_write_json
 from speedbench_plugin.compare import baseline as bl
 from speedbench_plugin.compare import judge
+from speedbench_plugin.compare.judge import failure_message
 from speedbench_plugin.compare.matching import index_by_key, record_key
-from speedbench_plugin.compare.plugin import failure_message
 from speedbench_plugin.compare.settings import Thresholds
 from speedbench_plugin.merge import Merged
 from speedbench_plugin.record import Record

@@ -52,3 +52,8 @@ def display(path: Path, config: pytest.Config) -> str:
         return str(path.relative_to(config.rootpath))
     except ValueError:
         return str(path)
+
+
+# A shard's own file in its run folder: written by the shard plugin, read by the merge (which is not
+# a plugin, so the name lives here with the run folder's layout).
+SHARD_NAME = "shard.json"

@@ -26,10 +26,9 @@ import pytest
 from speedbench_plugin import options as o
 from speedbench_plugin.cache import atomic_write_json
 from speedbench_plugin.compare.baseline import hardware_fingerprint
-from speedbench_plugin.rundir import run_directory
+from speedbench_plugin.rundir import SHARD_NAME, run_directory
 from speedbench_plugin.settings import settings_of
 
-SHARD_NAME = "shard.json"
 SHARD_SCHEMA = 1
 
 

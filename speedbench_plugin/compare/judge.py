@@ -488,3 +488,19 @@ def describe_metric(m: dict[str, Any], confidence: float = 0.99) -> str:
         f"{_num(m['current'], digits)} {m.get('unit', '')}: change {m['change']:+.1%}, {level} CI {ci_text}, "
         f"threshold {m['threshold']:.1%} ({m.get('note')}), p_adj {m['p_adj']:.1e}"
     )
+
+
+def failure_message(comparison: dict[str, Any]) -> str:
+    lines = [f"speedbench compare: regressed against {comparison['baseline_path']}"
+             + (f" (baseline case {comparison['baseline_case_id']})" if comparison["baseline_case_id"] != comparison["case_id"] else "")]
+    lines += [f"  {note}" for note in comparison["notes"]]
+    for metric in moved_metrics(comparison):
+        lines.append(f"  {metric['status'].upper()} " + describe_metric(metric, comparison["confidence"]))
+    return "\n".join(lines)
+
+
+def moved_metrics(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics that regressed or improved, and AL whatever it did: a verdict on AR or a
+    per-position rate alone would hide the figure that decides the speed."""
+    return [m for m in comparison["metrics"]
+            if m["status"] in (REGRESSED, IMPROVED) or (m["metric"] == "AL" and m["status"] != NOT_COMPARABLE)]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from speedbench_plugin.compare.judge import failure_message, moved_metrics
 from speedbench_plugin.compare.settings import CompareSettings, add_options
 from speedbench_plugin.settings import NUM_REQUESTS, ROUNDS, SETTINGS_KEY
 
@@ -217,26 +218,6 @@ def _benchmark_stats(config: pytest.Config) -> dict[str, dict[str, Any]]:
 # --- words ----------------------------------------------------------------------------------
 
 
-def failure_message(comparison: dict[str, Any]) -> str:
-    from speedbench_plugin.compare import judge
-
-    lines = [f"speedbench compare: regressed against {comparison['baseline_path']}"
-             + (f" (baseline case {comparison['baseline_case_id']})" if comparison["baseline_case_id"] != comparison["case_id"] else "")]
-    lines += [f"  {note}" for note in comparison["notes"]]
-    for metric in _moved(comparison):
-        lines.append(f"  {metric['status'].upper()} " + judge.describe_metric(metric, comparison["confidence"]))
-    return "\n".join(lines)
-
-
-def _moved(comparison: dict[str, Any]) -> list[dict[str, Any]]:
-    """The metrics that regressed or improved, and AL whatever it did: a verdict on AR or a
-    per-position rate alone would hide the figure that decides the speed."""
-    from speedbench_plugin.compare import judge
-
-    return [m for m in comparison["metrics"]
-            if m["status"] in (judge.REGRESSED, judge.IMPROVED) or (m["metric"] == "AL" and m["status"] != judge.NOT_COMPARABLE)]
-
-
 def _holm_borderline(comparisons: list[dict[str, Any]], alpha: float) -> list[tuple[str, str]]:
     """Metrics the session-wide Holm procedure would flag that the per-case bound did not."""
     from speedbench_plugin.compare import judge, stats
@@ -279,7 +260,7 @@ def summary_lines(records: Sequence[Record], baseline: bl.Baseline, index: dict[
     for status in (judge.REGRESSED, judge.IMPROVED):
         for c in by_status[status]:
             lines.append(f"{status.upper()} {_named(c)}")
-            lines += [f"    {m['status']}: {judge.describe_metric(m, c['confidence'])}" for m in _moved(c)]
+            lines += [f"    {m['status']}: {judge.describe_metric(m, c['confidence'])}" for m in moved_metrics(c)]
     for status in (judge.UNCHANGED, judge.IDENTICAL):
         if by_status[status]:
             lines.append(f"{status}: " + ", ".join(_named(c) for c in by_status[status]))

@@ -110,7 +110,7 @@ class HarnessRun:
         return self.settings.clients if self.settings.clients > 1 else max(2, os.cpu_count() or 2)
 
     def run(self, streams: int, events_per_s: float, clients: str, emission: str = "grid") -> dict[str, Any]:
-        from speedbench_plugin.load.plugin import HARNESS_PROPERTY
+        from speedbench_plugin.load.settings import HARNESS_PROPERTY
 
         point = HarnessPoint(streams, events_per_s, "host" if clients == "host" else "workers", self.processes(clients),
                              self.settings.client_loop, emission)

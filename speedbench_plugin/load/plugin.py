@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from speedbench_plugin import options as o
-from speedbench_plugin.load.settings import OPTIONS, LoadSettings
+from speedbench_plugin.load.settings import LOAD_SETTINGS_KEY, OPTIONS, LoadSettings, load_settings
 from speedbench_plugin.settings import SETTINGS_KEY
 
 if TYPE_CHECKING:
@@ -18,16 +18,8 @@ if TYPE_CHECKING:
     from speedbench_plugin.load.run import ClientPools, LoadCase
     from speedbench_plugin.record import MeasuredRound, Record
 
-LOAD_SETTINGS_KEY = pytest.StashKey[LoadSettings]()
-HARNESS_PROPERTY = "speedbench_harness"
-
-
 def rate_id(rate: float) -> str:
     return "rinf" if math.isinf(rate) else f"r{rate:g}"
-
-
-def load_settings(config: pytest.Config) -> LoadSettings:
-    return config.stash[LOAD_SETTINGS_KEY]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -163,7 +163,7 @@ class LoadReport:
         self.harness: list[dict[str, Any]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from speedbench_plugin.load.plugin import HARNESS_PROPERTY
+        from speedbench_plugin.load.settings import HARNESS_PROPERTY
 
         if report.when == "call":
             self.harness += [value for name, value in report.user_properties
@@ -172,7 +172,7 @@ class LoadReport:
     def pytest_speedbench_session_sections(self, config: pytest.Config, records: Sequence[Record]
                                            ) -> dict[str, dict[str, Any]]:
         from speedbench_plugin.load.analysis import session_sections
-        from speedbench_plugin.load.plugin import load_settings
+        from speedbench_plugin.load.settings import load_settings
 
         return session_sections(records, load_settings(config).slo_target)
 

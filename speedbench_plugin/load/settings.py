@@ -144,3 +144,13 @@ class LoadSettings:
         return cls(rates=rates, burstiness=get(BURSTINESS), ramp_up_s=ramp, duration_s=duration, seed=get(LOAD_SEED),
                    slo=get(SLO), slo_target=get(SLO_TARGET), clients=clients, client_loop=get(CLIENT_LOOP),
                    policy=SelfCheckPolicy(get(SEND_ERROR), get(LOOP_LAG), get(LOOP_CPU)), client_limit_reason=reason)
+
+
+# Kept here, not in the plugin module, so that the harness and the report read them without
+# importing a pytest plugin.
+LOAD_SETTINGS_KEY = pytest.StashKey[LoadSettings]()
+HARNESS_PROPERTY = "speedbench_harness"  # user property that carries a harness run's result
+
+
+def load_settings(config: pytest.Config) -> LoadSettings:
+    return config.stash[LOAD_SETTINGS_KEY]

@@ -108,7 +108,7 @@ class DynamicCase:
         self.live, self.prompt_cache, self.per_cell = live, prompt_cache, per_cell
 
     def _engine(self, drafter: Any, table: list[list[int]]) -> Any:
-        from speedbench_plugin.plugin import start_engine
+        from speedbench_plugin.engine_start import start_engine
 
         key = f"{drafter.id}:{table}"
         if key not in self.live:

@@ -153,7 +153,7 @@ class ThroughputReport:
     def pytest_speedbench_session_sections(self, config: pytest.Config, records: Sequence[Record]) -> dict[str, dict[str, Any]]:
         """The sweep's analyses on the cases they concern, and a run with a dynamic table against the
         best fixed k the sweep measured at its concurrency."""
-        from speedbench_plugin.throughput.plugin import throughput_settings
+        from speedbench_plugin.throughput.settings import throughput_settings
 
         entries: dict[tuple[int | None, str | None, str], Any] = {
             (e.bucket, e.tier, e.family): e for e in throughput_settings(config).dynamic}
