@@ -341,9 +341,21 @@ def tpot(result: StreamResult) -> float:
     return ratio(decode_time(result), result.output_tokens - result.chunks[0].n_tokens) if result.chunks else math.nan
 
 
-def step_latencies(result: StreamResult) -> list[float]:
+def step_latencies(result: StreamResult, k: int) -> list[float]:
+    """Time per engine decode step, one value per step.
+
+    With one chunk per step these are the chunks' inter-arrival times. When the engine's per-step
+    record shows more decode steps than chunk intervals (a coalesced stream, where a chunk spans
+    several steps), a chunk interval is no step: the request contributes its decode time over its
+    engine steps, once per step, so a percentile still weighs steps and compares with a per-step
+    stream of the same engine."""
     times = [chunk.t for chunk in result.chunks]
-    return [b - a for a, b in pairwise(times)]
+    intervals = [b - a for a, b in pairwise(times)]
+    histogram = engine_step_histogram(result, k) if k else None
+    steps = histogram_steps(histogram) if histogram is not None else 0
+    if steps <= len(intervals):
+        return intervals
+    return [decode_time(result) / steps] * steps
 
 
 def output_tps(results: Sequence[StreamResult]) -> float:

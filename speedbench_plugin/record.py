@@ -516,7 +516,7 @@ def _speed(rounds: Sequence[MeasuredRound], streams: Sequence[StreamResult], ste
     if not math.isnan(efficiency) and efficiency < policy.min_efficiency:
         reasons.append(f"harness efficiency {efficiency:.2f} < {policy.min_efficiency:.2f}: the client, not the engine, "
                        "set the pace")
-    step_latency = [lat for s in streams for lat in m.step_latencies(s)]
+    step_latency = [lat for s in streams for lat in m.step_latencies(s, k)]
     user = [m.user_tps(s) for s in streams]
     ttfts = [m.ttft(s) for s in streams]
     return Speed(

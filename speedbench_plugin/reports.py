@@ -117,6 +117,10 @@ def _fidelity_cell(record: Record) -> str:
     if check is None:
         return "-"
     short = {"exact": "exact", "within the end-cut bound": "≤cut", "merged steps": "merged", "unexplained": "GAP"}
+    coalesced = (record.engine.get("stream_mode") or {}).get("mode") == "coalesced"
+    if check.verdict == "merged steps" and coalesced and record.acceptance.histogram_source != "stream":
+        # Chunks of several steps by choice: the figures come from the engine's per-step record.
+        return "coalesced"
     return f"{short.get(check.verdict, check.verdict)} {check.rel_diff * 100:+.2f}%" if check.rel_diff is not None else short.get(check.verdict, "?")
 
 

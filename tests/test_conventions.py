@@ -14,13 +14,16 @@ D   1, 1, 1, 1  length  no          none drafted          no drafting step
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
+from recordkit import make_record
 
 from speedbench_plugin import metrics as m
 from speedbench_plugin.drafters import DrafterSpec
 from speedbench_plugin.engines.base import Chunk, SpecCounts, StepRecord, StreamResult
 from speedbench_plugin.record import CaseKey, MeasuredRequest, MeasuredRound, Record, build_record
+from speedbench_plugin.reports import _fidelity_cell
 
 EOS = 99
 
@@ -140,3 +143,20 @@ def test_the_cross_engine_check_tells_same_outputs_from_different() -> None:
     changed[3].chunks[-1] = Chunk(4.0, (5,))
     other = compare_runs(measured(streams()), measured(changed), k=3)
     assert not other["same_outputs"] and [r["first_divergence"] for r in other["rows"]] == [None, None, None, 3]
+
+
+def test_a_coalesced_stream_is_named_so_in_the_table_not_as_a_gap() -> None:
+    """Chunks of several steps by the suite's own choice (vLLM's coalesced stream) are no fidelity
+    gap when the figures come from the engine's per-step record; the same merge without that
+    record stays 'merged' with its size."""
+    check = m.fidelity(m.StreamSteps(4, 16, (0, 0, 0, 4), merged_chunks=4), SpecCounts(6, 18, 8, [3, 3, 2], "vllm:per_request"),
+                       cut_at_end=0, bound=0)
+    assert check.verdict == m.MERGED_STEPS
+    base = make_record(category="coding", split="qualitative")
+    record = replace(base, fidelity={"per_request": check}, engine={"engine": "vllm", "stream_mode": {"mode": "coalesced"}},
+                     acceptance=replace(base.acceptance, histogram_source="engine:vllm:per_request"))
+    assert _fidelity_cell(record) == "coalesced"
+    from_stream = replace(record, acceptance=replace(base.acceptance, histogram_source="stream"))
+    assert _fidelity_cell(from_stream).startswith("merged +")
+    per_step = replace(record, engine={"engine": "vllm", "stream_mode": {"mode": "per-step"}})
+    assert _fidelity_cell(per_step).startswith("merged +")

@@ -27,14 +27,58 @@ def fresh_cache(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def without_bigbench(tmp_path, monkeypatch):
+    """A new cache with no BIG-bench tasks, as on a machine whose package indexes lack the sdist."""
+    real = cache_dir() / "data"
+    monkeypatch.setenv("SPEEDBENCH_CACHE", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    for reused in ("embedders", "embeddings"):
+        if (real / reused).exists():
+            shutil.copytree(real / reused, tmp_path / "data" / reused)
+    return tmp_path
+
+
+@pytest.mark.qualitative
+def test_without_bigbench_the_split_builds_and_names_what_it_lacks(without_bigbench, capsys):
+    """The build completes from the other sources; the empty and short categories say why, and the
+    bench's skip reason repeats it."""
+    from speedbench_plugin.data import no_prompts_reason
+
+    assert cli(["build-qualitative", "--seed", "0"]) == 0
+    assert "BIG-bench tasks are not extracted" in capsys.readouterr().err
+    manifest = json.loads((qualitative_split_path().parent / "manifest.json").read_text())
+    assert manifest["bigbench_extracted"] is False and manifest["selection"]["source"] == "embedded"
+    groups = per_category(load_questions(None))
+    assert "qa" not in groups and "multilingual" not in groups
+    assert len(groups["coding"]) == 80 and manifest["categories"]["coding"]["candidates"] > 80
+    for category in ("qa", "multilingual"):
+        assert manifest["categories"][category]["selected"] == 0
+        assert "BIG-bench is not extracted" in manifest["categories"][category]["why_short"]
+        assert "BIG-bench is not extracted" in no_prompts_reason(category, None)
+    assert no_prompts_reason("qa", "my.jsonl") == "no prompts for category 'qa' in this dataset"
+
+
+def test_fetch_bigbench_optional_says_why_and_goes_on(without_bigbench, monkeypatch, capsys):
+    """A package index without the sdist: --optional warns (naming --sdist) and exits 0; without it, 1."""
+    from speedbench_plugin.data import sources
+
+    def unreachable(folder):
+        raise sources.SourceUnavailable(sources.bigbench_unreachable_message("pip found no bigbench==1.0.0"))
+
+    monkeypatch.setattr(sources, "_download_bigbench", unreachable)
+    assert cli(["fetch-bigbench", "--optional"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: BIG-bench 1.0.0 is not on this machine's package indexes" in err and "--sdist PATH" in err
+    assert cli(["fetch-bigbench"]) == 1
+    assert "error: BIG-bench 1.0.0" in capsys.readouterr().err
+    assert cli(["fetch-bigbench", "--optional", "--sdist", str(without_bigbench / "missing.tar.gz")]) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.qualitative
+@pytest.mark.bigbench
 def test_build_qualitative_end_to_end(fresh_cache, capsys):
-    from speedbench_plugin.data.sources import bigbench_available
-
-    if not bigbench_available():
-        pytest.fail("BIG-bench tasks not extracted (a setup step of `make data`): "
-                    "run `python -m speedbench_plugin.data fetch-bigbench`")
     assert cli(["build-qualitative", "--per-category", "80", "--seed", "0", "--reselect"]) == 0
     manifest = json.loads((qualitative_split_path().parent / "manifest.json").read_text())
     assert manifest["selection"]["source"] == "embedded"

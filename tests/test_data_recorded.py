@@ -12,7 +12,6 @@ from speedbench_plugin.cache import cache_dir
 from speedbench_plugin.data import qualitative, recorded
 from speedbench_plugin.data.io import qualitative_split_path
 from speedbench_plugin.data.schema import DataError, Question
-from speedbench_plugin.data.sources import bigbench_available
 
 
 def _question(qid: str, text: str) -> Question:
@@ -88,10 +87,9 @@ def _strings(value: object) -> list[str]:
 
 
 @pytest.mark.qualitative
+@pytest.mark.bigbench
 def test_rebuild_from_the_corpora_embeds_nothing_and_matches_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cache with only the extracted corpora: the split comes back with every recorded id and hash."""
-    if not bigbench_available():
-        pytest.fail("BIG-bench tasks not extracted (a setup step of `make data`)")
     real = cache_dir() / "data" / "sources"
     monkeypatch.setenv("SPEEDBENCH_CACHE", str(tmp_path))
     (tmp_path / "data").mkdir()

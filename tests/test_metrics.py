@@ -117,12 +117,24 @@ def test_accepted_cut_at_end_needs_the_per_step_record() -> None:
     assert m.accepted_cut_at_end(odd) == 0
 
 
+def test_a_coalesced_stream_gives_step_latency_per_engine_step_not_per_chunk() -> None:
+    """Two chunks of 8 tokens after the first, from 6 engine steps (4 drafting, 2 not): each step
+    took the decode time over 6, counted 6 times; a per-step stream keeps its chunk intervals."""
+    record = StepRecord(accepted=(3, 3, 2, 2), drafted=(3, 3, 3, 3), source="vllm:per_request")
+    coalesced = stream([1, 8, 8], times=[0.1, 1.0, 1.3], steps=record)
+    # 16 decode tokens: the drafting steps emitted 4 + 4 + 3 + 3 = 14, two steps drafted nothing.
+    assert m.step_latencies(coalesced, 3) == pytest.approx([1.2 / 6] * 6)
+    per_step = stream([1, 4, 4, 3, 3, 1, 1], times=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], steps=record)
+    assert m.step_latencies(per_step, 3) == pytest.approx([0.1] * 6)
+    assert m.step_latencies(stream([1, 8, 8], times=[0.1, 1.0, 1.3]), 3) == pytest.approx([0.9, 0.3])
+
+
 def test_timing_metrics() -> None:
     s = stream([1, 2, 1, 2], times=[0.5, 1.0, 1.25, 1.5], t_submit=0.25)
     assert m.ttft(s) == pytest.approx(0.25)
     assert m.user_tps(s) == pytest.approx(5 / 1.0)
     assert m.tpot(s) == pytest.approx(0.2)
-    assert m.step_latencies(s) == pytest.approx([0.5, 0.25, 0.25])
+    assert m.step_latencies(s, 3) == pytest.approx([0.5, 0.25, 0.25])
     other = stream([1, 1], times=[2.0, 3.0], t_submit=0.0)
     assert m.output_tps([s, other]) == pytest.approx(8 / 3.0)
 

@@ -9,6 +9,7 @@ from speedbench_plugin.data.loader import (
     HUB_CONFIGS,
     DataUnavailable,
     load_questions,
+    no_prompts_reason,
     per_category,
     round_robin,
 )
@@ -34,6 +35,6 @@ from speedbench_plugin.data.throughput import (
 __all__ = [
     "ALL_TIERS", "DEFAULT_BUCKETS", "HUB_CONFIGS", "PLACEHOLDER", "QUALITATIVE_CATEGORIES", "RANDOM_TIER",
     "THROUGHPUT_TIERS", "DataError", "DataUnavailable", "PlaceholderRowsError", "Question", "SkippedBucket",
-    "ThroughputPrompt", "load_questions", "load_throughput", "per_category", "plan_buckets", "round_robin",
+    "ThroughputPrompt", "load_questions", "load_throughput", "no_prompts_reason", "per_category", "plan_buckets", "round_robin",
     "tokenizer_key",
 ]

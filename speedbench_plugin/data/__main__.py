@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
 
     fetch = sub.add_parser("fetch-bigbench", help="download the BIG-bench sdist with pip and extract the pinned tasks")
     fetch.add_argument("--sdist", type=Path, help="use an already downloaded bigbench-1.0.0.tar.gz")
+    fetch.add_argument("--optional", action="store_true",
+                       help="when the sdist cannot be downloaded, say why and exit 0 (the split is then built "
+                            "without BIG-bench); a bad --sdist or a checksum mismatch still fails")
 
     qual = sub.add_parser("build-qualitative", help="build the offline qualitative split (11 categories)")
     qual.add_argument("--per-category", type=int, default=80)
@@ -49,16 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     progress = True  # tqdm bars go to stderr
     try:
         if args.command == "fetch-bigbench":
-            from speedbench_plugin.data.sources import fetch_bigbench
+            from speedbench_plugin.data.sources import SourceUnavailable, fetch_bigbench
 
-            print(f"BIG-bench tasks in {fetch_bigbench(args.sdist, progress=progress)}")
+            try:
+                print(f"BIG-bench tasks in {fetch_bigbench(args.sdist, progress=progress)}")
+            except SourceUnavailable as exc:
+                if not args.optional or args.sdist is not None:
+                    raise
+                print(f"warning: {exc}", file=sys.stderr)
         elif args.command == "build-qualitative":
             from speedbench_plugin.data.qualitative import build_qualitative, summary_lines
             from speedbench_plugin.data.sources import bigbench_available
 
             if not bigbench_available():
-                message = ("BIG-bench tasks are not extracted: most categories will come up short. "
-                           "Run `python -m speedbench_plugin.data fetch-bigbench` first.")
+                message = ("BIG-bench tasks are not extracted: qa and multilingual get no prompts and most "
+                           "other categories come up short. Run `python -m speedbench_plugin.data fetch-bigbench` "
+                           "first (or pass it the sdist with --sdist PATH).")
                 if args.require_bigbench:
                     raise DataError(message)
                 print(f"warning: {message}", file=sys.stderr)

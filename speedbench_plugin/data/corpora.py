@@ -138,16 +138,16 @@ class Corpora:
                            "\n\nSort the list above alphabetically, remove duplicates, and output one name per line.")
 
     # -- mixed -------------------------------------------------------------------------------------
-    def mixed(self, rng: np.random.Generator, chars: int, index: int, fits: Callable[[str], int]) -> PromptParts:
+    def mixed(self, rng: np.random.Generator, chars: int, index: int, fits: Callable[[str, str, str], int]) -> PromptParts:
         if index % 2 == 1 and self.has_bigbench:
             return self._few_shot(rng, chars)
         if index % 2 == 1:
             self.fallbacks["few_shot_qa"] = "BIG-bench not extracted: mixed tier uses needle-in-a-haystack only"
         return self._needle(rng, chars, fits)
 
-    def _needle(self, rng: np.random.Generator, chars: int, fits: Callable[[str], int]) -> PromptParts:
+    def _needle(self, rng: np.random.Generator, chars: int, fits: Callable[[str, str, str], int]) -> PromptParts:
         """Haystack paragraphs with five 'passphrase' needles placed at seeded depths of the part that
-        survives the cut (``fits`` gives the number of characters that fit the bucket)."""
+        survives the cut (``fits(head, text, tail)``: the characters of ``text`` the bucket keeps between the two)."""
         paragraphs = self.prose
         start = int(rng.integers(len(paragraphs)))
         chosen, total, i = [], 0, start
@@ -155,19 +155,29 @@ class Corpora:
             chosen.append(paragraphs[i % len(paragraphs)])
             total += len(chosen[-1]) + 2
             i += 1
-        keep = fits("\n\n".join(chosen))
+        head = "Read the following documentation carefully; some facts are hidden in it.\n\n"
+
+        def ask(project: str) -> str:
+            return f"\n\nWhat is the secret passphrase for project {project}? Quote the sentence that states it."
+
         projects = [f"{w}-{int(rng.integers(100, 999))}" for w in ("amber", "basalt", "cobalt", "delta", "ember")]
         codes = [int(rng.integers(100000, 999999)) for _ in projects]
-        depth_chars = sorted(int(keep * d) for d in rng.uniform(0.05, 0.85, size=len(projects)))
+        needles = [f"\n\nThe secret passphrase for project {p} is {c}." for p, c in zip(projects, codes)]
+        # Depths within what survives the cut once every needle is in: each inserted needle pushes the
+        # deeper ones further by its own length.
+        longest_ask = max((ask(p) for p in projects), key=len)
+        keep = fits(head, "\n\n".join(chosen), longest_ask)
+        room = max(0, keep - sum(len(n) for n in needles))
+        depth_chars = sorted(int(room * d) for d in rng.uniform(0.05, 0.85, size=len(projects)))
         text = "\n\n".join(chosen)
-        for project, code, at in sorted(zip(projects, codes, depth_chars), key=lambda t: -t[2]):
-            cut = text.rfind("\n\n", 0, at)
-            cut = max(cut, 0)
-            text = text[:cut] + f"\n\nThe secret passphrase for project {project} is {code}." + text[cut:]
-        target = projects[int(rng.integers(len(projects)))]
-        return PromptParts("needle_in_haystack", "python-docs",
-                           "Read the following documentation carefully; some facts are hidden in it.\n\n", text,
-                           f"\n\nWhat is the secret passphrase for project {target}? Quote the sentence that states it.")
+        for needle, at in sorted(zip(needles, depth_chars), key=lambda t: -t[1]):
+            cut = max(text.rfind("\n\n", 0, at), 0)
+            text = text[:cut] + needle + text[cut:]
+        # Ask only for a needle the cut keeps (a short bucket keeps little of the haystack).
+        kept = fits(head, text, longest_ask)
+        survivors = [p for p, n in zip(projects, needles) if 0 <= text.find(n) and text.find(n) + len(n) <= kept]
+        target = (survivors or projects)[int(rng.integers(len(survivors or projects)))]
+        return PromptParts("needle_in_haystack", "python-docs", head, text, ask(target))
 
     def _few_shot(self, rng: np.random.Generator, chars: int) -> PromptParts:
         pairs = self.qa_pairs

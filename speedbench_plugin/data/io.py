@@ -110,3 +110,14 @@ def qualitative_split_path() -> Path:
 
 def throughput_dir() -> Path:
     return data_dir() / "throughput"
+
+
+def offline_shortfall(category: str) -> str | None:
+    """Why the built offline split has fewer prompts for ``category`` than asked (its manifest's
+    ``why_short``), or None when it is not short or no split is built."""
+    manifest = qualitative_dir() / "manifest.json"
+    if not manifest.exists():
+        return None
+    notes = json.loads(manifest.read_text()).get("categories", {}).get(category, {})
+    why = notes.get("why_short")
+    return str(why) if why else None

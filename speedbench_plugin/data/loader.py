@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from speedbench_plugin.cache import CacheIntegrityError, verify_files
-from speedbench_plugin.data.io import SUFFIXES, qualitative_split_path, read_questions
+from speedbench_plugin.data.io import SUFFIXES, offline_shortfall, qualitative_split_path, read_questions
 from speedbench_plugin.data.schema import (
     QUALITATIVE_CATEGORIES,
     THROUGHPUT_TIERS,
@@ -144,3 +144,13 @@ def load_hub(config: str) -> list[Question]:
         ) from exc
     rows = ((f"{HUB_DATASET}[{config}] row {i + 1}", row) for i, row in enumerate(table))
     return validate_questions(rows, f"{HUB_DATASET}[{config}]")
+
+
+def no_prompts_reason(category: str, dataset: str | None) -> str:
+    """The skip reason for a category without prompts; for the offline split, why it has none."""
+    reason = f"no prompts for category {category!r} in this dataset"
+    if dataset is None:
+        why = offline_shortfall(category)
+        if why:
+            reason += f" (the offline split has {why}; `python -m speedbench_plugin.data status`)"
+    return reason

@@ -21,6 +21,7 @@ import numpy as np
 from speedbench_plugin.data.schema import QUALITATIVE_CATEGORIES, Question
 from speedbench_plugin.data.sources import (
     BIGBENCH_URL,
+    BigBenchMissing,
     SourceLog,
     SourceUnavailable,
     bigbench_task,
@@ -29,6 +30,7 @@ from speedbench_plugin.data.sources import (
     pydoc_topics,
 )
 
+BIGBENCH_MISSING = "BIG-bench is not extracted (python -m speedbench_plugin.data fetch-bigbench)"
 MTBENCH_URL = "https://github.com/lm-sys/FastChat/tree/main/fastchat/llm_judge/data/mt_bench"
 HUMANEVAL_URL = "https://github.com/openai/human-eval"
 PYDOC_URL = "https://docs.python.org/3/reference/"
@@ -153,6 +155,8 @@ class PoolBuilder:
         """Run one source's builder; a missing source is recorded against its category."""
         try:
             build()
+        except BigBenchMissing:
+            self.report.unavailable.setdefault(category, []).append(f"{name}: {BIGBENCH_MISSING}")
         except SourceUnavailable as exc:
             self.report.unavailable.setdefault(category, []).append(f"{name}: {exc}")
 

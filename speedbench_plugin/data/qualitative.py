@@ -261,6 +261,15 @@ def _cosines(vectors: np.ndarray, pool: list[Question], chosen: list[Question], 
             "avg_pairwise_cosine_random": round(mean_pairwise_cosine(vectors[baseline]), 4)}
 
 
+def _sources_missing(reasons: Sequence[str]) -> str:
+    """``name: reason`` lines grouped by reason, so one cause over many sources is said once."""
+    by_reason: dict[str, list[str]] = {}
+    for line in reasons:
+        name, _, reason = line.partition(": ")
+        by_reason.setdefault(reason, []).append(name)
+    return "; ".join(f"{reason} ({', '.join(names)})" for reason, names in by_reason.items())
+
+
 def _pool_notes(category: str, pool: list[Question], chosen: list[Question], report: PoolReport, target: int) -> dict[str, Any]:
     notes: dict[str, Any] = {
         "sub_categories_candidates": report.counts.get(category, {}),
@@ -272,7 +281,7 @@ def _pool_notes(category: str, pool: list[Question], chosen: list[Question], rep
     if report.unavailable.get(category):
         notes["sources_unavailable"] = report.unavailable[category]
     if notes["short_by"]:
-        why = "; ".join(report.unavailable.get(category, [])) or "the installed sources give no more candidates"
+        why = _sources_missing(report.unavailable.get(category, [])) or "the installed sources give no more candidates"
         notes["why_short"] = f"only {len(pool)} candidates: {why}"
     elif len(pool) <= target:
         notes["why_no_choice"] = "the pool is no larger than the target, so every candidate is kept"

@@ -113,6 +113,10 @@ class SourceUnavailable(RuntimeError):
     pass
 
 
+class BigBenchMissing(SourceUnavailable):
+    """A BIG-bench task is not extracted: one cause for many sources, reported once per category."""
+
+
 @dataclass
 class SourceLog:
     """The files a build read, for the manifest: name -> path, sha256, licence, url."""
@@ -169,10 +173,8 @@ def bigbench_task(task: str, log: SourceLog) -> dict[str, Any]:
     expected = BIGBENCH_TASKS[task]
     path = bigbench_dir() / task / "task.json"
     if not path.exists():
-        raise SourceUnavailable(
-            f"BIG-bench task {task} is not extracted ({path}); run "
-            "`python -m speedbench_plugin.data fetch-bigbench`"
-        )
+        raise BigBenchMissing(f"BIG-bench task {task} is not extracted ({path}); run "
+                              "`python -m speedbench_plugin.data fetch-bigbench`")
     data = _read_task(path, expected)
     log.record(f"bigbench/{task}", path, expected, BIGBENCH_LICENCE, BIGBENCH_URL + task, True)
     return data
@@ -234,9 +236,23 @@ def _download_bigbench(folder: Path) -> Path:
     _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
           BIGBENCH_DOWNLOAD_PIP, "-d", str(pip_dir)])
     wheel = next(pip_dir.glob("pip-*.whl"))
-    _run([sys.executable, str(wheel / "pip"), "download", "--no-deps", "--no-binary", ":all:",
-          f"bigbench=={BIGBENCH_VERSION}", "-d", str(folder)])
+    try:
+        _run([sys.executable, str(wheel / "pip"), "download", "--no-deps", "--no-binary", ":all:",
+              f"bigbench=={BIGBENCH_VERSION}", "-d", str(folder)])
+    except SourceUnavailable as exc:
+        raise SourceUnavailable(bigbench_unreachable_message(str(exc))) from exc
     return folder / f"bigbench-{BIGBENCH_VERSION}.tar.gz"
+
+
+def bigbench_unreachable_message(cause: str) -> str:
+    """Why BIG-bench is missing and what that costs. PyPI itself lists only bigbench 0.0.1, which ships
+    no task.json files; 1.0.0 comes from package indexes that carry it, and many machines have none."""
+    return (f"BIG-bench {BIGBENCH_VERSION} is not on this machine's package indexes ({cause}). "
+            "The qualitative split is then built from the other sources: qa and multilingual have no "
+            "prompts and most other categories come up short of 80 (`python -m speedbench_plugin.data "
+            "status` lists them). With the sdist at hand (bigbench-"
+            f"{BIGBENCH_VERSION}.tar.gz, sha256 {BIGBENCH_SDIST_SHA256}): "
+            "`python -m speedbench_plugin.data fetch-bigbench --sdist PATH`, then `make data`")
 
 
 def _run(command: list[str]) -> None:

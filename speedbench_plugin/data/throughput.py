@@ -206,10 +206,10 @@ def _build_one(chat: ChatTokenizer, frame: ChatFrame, corpora: Corpora, pad: lis
         return _row(qid, bucket, tier, ids, "random", "random_tokens")
     chars = int((bucket - frame.overhead) * 6)  # more than enough text; the cut makes it exact
 
-    def fits(text: str) -> int:
-        """Characters of ``text`` that fall within the bucket's body budget."""
+    def fits(head: str, text: str, tail: str) -> int:
+        """Characters of ``text`` that survive the cut to the bucket, between ``head`` and ``tail``."""
         ids = chat.encode_text(text)
-        budget = bucket - frame.overhead
+        budget = max(0, bucket - frame.overhead - len(chat.encode_text(head)) - len(chat.encode_text(tail)))
         return len(text) if len(ids) <= budget else len(chat.decode(ids[:budget]))
 
     if tier == "low_entropy":

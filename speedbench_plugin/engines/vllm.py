@@ -345,7 +345,7 @@ def stream_mode(config: EngineConfig, install: VLLMInstall) -> StreamMode:
     return StreamMode("coalesced", COALESCED_STREAM_INTERVAL,
                       "vLLM's per-request detailed record gives each step's drafts and acceptances: chunks of up to "
                       f"{COALESCED_STREAM_INTERVAL} steps keep the client's CPU per output low (step latency is then "
-                      "per chunk; stream_interval=1 streams every step)")
+                      "each request's decode time over its engine steps; stream_interval=1 streams every step)")
 
 
 def counts_from_snapshot(metrics: Sequence[Any]) -> SpecCounts:
