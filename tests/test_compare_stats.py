@@ -263,3 +263,12 @@ def test_a_side_without_a_cost_figure_is_not_judged_never_a_regression() -> None
         assert comparison.status != judge.REGRESSED and cost.status == judge.NOT_COMPARABLE
         assert cost.note == f"{judge.NO_COST_FIGURE} in the {side} run"
         assert f"speed: {judge.NO_COST_FIGURE} in the {side} run" in judge.not_judged_reasons(comparison.to_dict())
+
+
+def test_the_cost_option_and_its_ini_key_turn_cost_judging_on(pytester: pytest.Pytester) -> None:
+    from speedbench_plugin.compare.settings import CompareSettings
+
+    assert not CompareSettings.from_config(pytester.parseconfig()).thresholds.cost
+    assert CompareSettings.from_config(pytester.parseconfig("--speedbench-compare-cost")).thresholds.cost
+    pytester.makeini("[pytest]\nspeedbench_compare_cost = true\n")
+    assert CompareSettings.from_config(pytester.parseconfig()).thresholds.cost
