@@ -41,6 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         reports.check_writable()
     config.pluginmanager.register(reports, "speedbench-reports")
+    telemetry.interval(config)  # a bad interval is a usage error now, not a failure of every case
     config.pluginmanager.register(telemetry, "speedbench-telemetry")
     config.pluginmanager.register(mlflow_export, "speedbench-mlflow")
     devices.register(config)  # pins this process's GPUs (CUDA_VISIBLE_DEVICES) before any engine starts

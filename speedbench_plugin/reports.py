@@ -124,6 +124,20 @@ def _fidelity_cell(record: Record) -> str:
     return f"{short.get(check.verdict, check.verdict)} {check.rel_diff * 100:+.2f}%" if check.rel_diff is not None else short.get(check.verdict, "?")
 
 
+# Cost columns: (figure in the cost section, header, scale to the shown unit). Shown only when a
+# record carries the figure; the figures and their ratios to ``none`` come from metrics, as recorded.
+COST_COLUMNS = (("cpu_s_per_output_token", "CPU ms/out", 1000.0), ("gpu_energy_j_per_output_token", "GPU J/out", 1.0))
+
+
+def _cost_cell(record: Record, key: str, scale: float) -> str:
+    """The record's cost per output token, with the ``none`` drafter's over this case's in brackets."""
+    value = (record.section("cost") or {}).get(key)
+    if value is None:
+        return "-"
+    vs_none = (record.section("cost_vs_none") or {}).get(key)
+    return _fmt(scale * value, 3) + (f" ({vs_none:.2f}x)" if vs_none is not None else "")
+
+
 def render_table(records: Sequence[Record], width: int = 160, al_convention: str = "speed-bench") -> str:
     from rich.console import Console
     from rich.table import Table
@@ -136,7 +150,8 @@ def render_table(records: Sequence[Record], width: int = 160, al_convention: str
         ("user tok/s", "right"), ("TTFT s", "right"), ("speedup", "right"), ("stream vs ctr", "right"),
         ("efficiency", "right"), ("client µs/out", "right"),
     )
-    for name, justify in columns:
+    costs = [c for c in COST_COLUMNS if any((r.section("cost") or {}).get(c[0]) is not None for r in records)]
+    for name, justify in (*columns, *((header, "right") for _, header, _ in costs)):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     ordered = sorted(records, key=lambda r: (r.case.split, r.case.label, r.case.drafter.id, r.case.concurrency))
     for r in ordered:
@@ -148,7 +163,7 @@ def render_table(records: Sequence[Record], width: int = 160, al_convention: str
             " ".join(_fmt(v) for v in r.acceptance.conditional_acceptance_rates) or "-",
             _fmt(r.speed.output_tps, 1), _fmt(r.speed.user_tps_median, 1), _fmt(r.speed.ttft_median_s, 3),
             f"{gain:.2f}x" if gain else "-", _fidelity_cell(r), efficiency if r.speed.harness_efficiency is not None else "-",
-            _fmt(r.speed.client_cpu_us_per_output, 1),
+            _fmt(r.speed.client_cpu_us_per_output, 1), *(_cost_cell(r, key, scale) for key, _, scale in costs),
         )
     buffer = io.StringIO()
     Console(file=buffer, width=width, force_terminal=False, color_system=None).print(table)
@@ -159,6 +174,9 @@ def render_table(records: Sequence[Record], width: int = 160, al_convention: str
         notes.append(f"* the stream merged engine steps ({len(merged)} case(s), up to {100 * (worst.acceptance.merge_rate or 0):.1f}% "
                      "of chunks) and the engine gave no per-step record: AL, pp and CAR from the stream overstate "
                      "acceptance. See docs/concepts/metrics.md, \"Merged steps\", for making the stream exact.")
+    if costs:
+        notes.append(f"{', '.join(header for _, header, _ in costs)}: the engine's cost per output token (the record's cost "
+                     "section); in brackets the none drafter's over this case's, above 1x when SD spends less per token")
     sourced = sorted({r.acceptance.histogram_source for r in ordered if r.case.k})
     if sourced:
         notes.append(f"AL/pp/CAR step histogram from: {', '.join(sourced)}; AR and AL drafting from counters: "

@@ -222,3 +222,53 @@ def test_drafter_method_matching() -> None:
     assert match_key("test_q[vllm-none]", "none", "drafter-method") == "test_q[vllm-none*]"
     index = index_by_key([_record("t[e-ngram_k3-a]", k=3), _record("t[e-ngram_k5-a]", k=5)], "drafter-method")
     assert len(index["t[e-ngram*-a]"]) == 2  # ambiguous: the plugin says so instead of guessing
+
+
+def _with_cost(record: Record, cpu_s_per_token: float | None, seed: int) -> Record:
+    """The record with a cost section whose rounds spent about ``cpu_s_per_token`` CPU seconds per output token."""
+    if cpu_s_per_token is None:
+        return record
+    rng = random.Random(seed)
+    per_round = [cpu_s_per_token * rng.uniform(0.99, 1.01) for _ in range(record.case.rounds)]
+    return record.with_sections({"cost": {"cpu_s_per_output_token": sum(per_round) / len(per_round),
+                                          "per_round": {"cpu_s_per_output_token": per_round}}})
+
+
+def _cost_compare(cur_cost: float | None, base_cost: float | None, *, cost: bool) -> judge.CaseComparison:
+    cur = _with_cost(_record(rounds=8, tps=100.0, seed=1), cur_cost, seed=2)
+    base = _with_cost(_record(rounds=8, tps=100.0, seed=1), base_cost, seed=3)
+    return judge.compare_case(cur, base, baseline_path="b.json", thresholds=Thresholds(resamples=1000, cost=cost),
+                              family_size=1, current_hardware={"cpu_model": "x", "gpus": []},
+                              baseline_hardware={"cpu_model": "x", "gpus": []})
+
+
+def test_the_cost_per_token_is_judged_only_when_opted_in() -> None:
+    """--speedbench-compare-cost: a clearly dearer token fails the case; off (the default), the same
+    figures are not judged and the case passes."""
+    opted = _cost_compare(0.0015, 0.001, cost=True)
+    cost = _metric(opted, judge.COST_METRIC.name)
+    assert opted.status == judge.REGRESSED and cost.status == judge.REGRESSED
+    assert cost.baseline is not None and cost.current is not None and cost.current > cost.baseline
+    assert "ms/tok" in judge.describe_metric(opted.to_dict()["metrics"][-1], opted.confidence)
+    assert _metric(_cost_compare(0.001, 0.001, cost=True), judge.COST_METRIC.name).status == judge.UNCHANGED
+    plain = _cost_compare(0.0015, 0.001, cost=False)
+    assert plain.status != judge.REGRESSED
+    assert judge.COST_METRIC.name not in {m.metric for m in plain.metrics}
+
+
+def test_a_side_without_a_cost_figure_is_not_judged_never_a_regression() -> None:
+    for cur, base, side in ((None, 0.001, "current"), (0.0015, None, "baseline")):
+        comparison = _cost_compare(cur, base, cost=True)
+        cost = _metric(comparison, judge.COST_METRIC.name)
+        assert comparison.status != judge.REGRESSED and cost.status == judge.NOT_COMPARABLE
+        assert cost.note == f"{judge.NO_COST_FIGURE} in the {side} run"
+        assert f"speed: {judge.NO_COST_FIGURE} in the {side} run" in judge.not_judged_reasons(comparison.to_dict())
+
+
+def test_the_cost_option_and_its_ini_key_turn_cost_judging_on(pytester: pytest.Pytester) -> None:
+    from speedbench_plugin.compare.settings import CompareSettings
+
+    assert not CompareSettings.from_config(pytester.parseconfig()).thresholds.cost
+    assert CompareSettings.from_config(pytester.parseconfig("--speedbench-compare-cost")).thresholds.cost
+    pytester.makeini("[pytest]\nspeedbench_compare_cost = true\n")
+    assert CompareSettings.from_config(pytester.parseconfig()).thresholds.cost

@@ -160,3 +160,17 @@ def test_a_coalesced_stream_is_named_so_in_the_table_not_as_a_gap() -> None:
     assert _fidelity_cell(from_stream).startswith("merged +")
     per_step = replace(record, engine={"engine": "vllm", "stream_mode": {"mode": "per-step"}})
     assert _fidelity_cell(per_step).startswith("merged +")
+
+
+def test_the_table_shows_the_recorded_cost_per_token_only_when_a_record_has_one() -> None:
+    """A cost column with the record's own figures (CPU ms per output token and the ``none``
+    drafter's cost over the case's); none at all when no record measured its cost."""
+    from speedbench_plugin.reports import render_table
+
+    plain = make_record("none", category="coding", split="qualitative")
+    sd = make_record(category="coding", split="qualitative", sections={
+        "cost": {"cpu_s_per_output_token": 0.00125}, "cost_vs_none": {"cpu_s_per_output_token": 1.12}})
+    table = render_table([plain, sd], width=300)
+    assert "CPU ms/out" in table and "1.250 (1.12x)" in table and "GPU J/out" not in table
+    assert "none drafter's over this case's" in table
+    assert "CPU ms/out" not in render_table([plain, make_record(category="coding", split="qualitative")], width=300)

@@ -3,6 +3,7 @@
 (a folder with the kernel's file layout), the engine's process tree through psutil for real."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -175,3 +176,41 @@ def test_a_window_without_samples_around_it_has_no_counter_figure() -> None:
     assert sampler.window(ts[0] - 1, ts[2])["figures"]["cpu.cpu_s"] is None  # started before any sample
     with pytest.raises(ValueError, match="above 0"):
         Sampler([], {}, interval_s=0)
+
+
+CASES = """
+import pytest
+from speedbench_plugin.runner import WorkItem
+
+ITEMS = [WorkItem(f"q{i}", "demo", prompt_ids=tuple(range(5 + i))) for i in range(3)]
+
+@pytest.mark.qualitative
+def test_case(sb_case, sb_concurrency):
+    sb_case.run(ITEMS, split="qualitative", labels={"category": "demo"}, concurrency=sb_concurrency)
+"""
+
+
+@pytest.mark.parametrize("interval", ["0.05", "0.3"])
+def test_the_interval_option_sets_the_sampling_interval_in_the_record(
+        pytester: pytest.Pytester, tiny_model_dir: str, interval: str) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    own = pytester.path / "own.json"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}",
+        "--speedbench-drafter", "none", "--speedbench-max-tokens", "16", "--benchmark-disable",
+        "--speedbench-telemetry-interval", interval, "--speedbench-json", str(own),
+        f"--speedbench-run-dir={pytester.path / 'run'}")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    (bench,) = json.loads(own.read_text())["benchmarks"]
+    assert bench["extra_info"]["speedbench"]["sections"]["cost"]["sampler"]["interval_s"] == float(interval)
+
+
+@pytest.mark.parametrize("bad", ["-1", "fast", "61"])
+def test_a_bad_interval_is_a_usage_error_naming_the_option(
+        pytester: pytest.Pytester, tiny_model_dir: str, bad: str) -> None:
+    pytester.makepyfile(test_cases=CASES)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--speedbench-engine", "fake", f"--speedbench-model={tiny_model_dir}",
+        f"--speedbench-telemetry-interval={bad}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--speedbench-telemetry-interval" in result.stdout.str() + result.stderr.str()

@@ -171,6 +171,22 @@ SPEED_METRICS = (
 )
 
 
+def _cost_per_round(record: Record) -> list[float]:
+    """CPU milliseconds per output token in each measured round, as the record's cost section gives them."""
+    per_round = ((record.section("cost") or {}).get("per_round") or {}).get("cpu_s_per_output_token") or []
+    return [1000.0 * float(v) for v in per_round if v is not None and math.isfinite(v)]
+
+
+# Judged only with --speedbench-compare-cost (Thresholds.cost); lower is better.
+COST_METRIC = SpeedMetric("CPU per output token", "ms/tok", False, _cost_per_round)
+NO_COST_FIGURE = "not judged: no cost figure"
+
+
+def speed_metrics(t: Thresholds) -> tuple[SpeedMetric, ...]:
+    """The figures the speed family judges: the cost per token too when opted in."""
+    return (*SPEED_METRICS, COST_METRIC) if t.cost else SPEED_METRICS
+
+
 # --- fingerprints ---------------------------------------------------------------------------
 
 
@@ -329,9 +345,9 @@ def compare_acceptance(base: Record, cur: Record, t: Thresholds, family_size: in
     return results, notes
 
 
-def _speed_not_comparable(reasons: list[str]) -> list[MetricResult]:
+def _speed_not_comparable(reasons: list[str], metrics: Sequence[SpeedMetric] = SPEED_METRICS) -> list[MetricResult]:
     note = "; ".join(reasons)
-    return [MetricResult(m.name, "speed", NOT_COMPARABLE, note=note, unit=m.unit) for m in SPEED_METRICS]
+    return [MetricResult(m.name, "speed", NOT_COMPARABLE, note=note, unit=m.unit) for m in metrics]
 
 
 def compare_speed(base: Record, cur: Record, t: Thresholds, family_size: int, seed: int,
@@ -349,11 +365,17 @@ def compare_speed(base: Record, cur: Record, t: Thresholds, family_size: int, se
     for name, record in (("baseline", base), ("current", cur)):
         if record.speed.client_bound:
             reasons.append(f"the {name} run was client-bound ({'; '.join(record.speed.client_bound_reasons)})")
+    metrics = speed_metrics(t)
     if reasons:
-        return _speed_not_comparable(reasons), notes
+        return _speed_not_comparable(reasons, metrics), notes
     results = []
-    for metric in SPEED_METRICS:
+    for metric in metrics:
         b, c = metric.per_round(base), metric.per_round(cur)
+        if metric is COST_METRIC and (not b or not c):
+            sides = [name for name, values in (("baseline", b), ("current", c)) if not values]
+            results.append(MetricResult(metric.name, "speed", NOT_COMPARABLE, unit=metric.unit,
+                                        note=f"{NO_COST_FIGURE} in the {' and '.join(sides)} run"))
+            continue
         if min(len(b), len(c)) < 2:
             results.append(MetricResult(metric.name, "speed", NOT_COMPARABLE, note="no per-round values", unit=metric.unit))
             continue
@@ -373,7 +395,7 @@ def compare_speed(base: Record, cur: Record, t: Thresholds, family_size: int, se
         )
     _adjust(tested, family_size)
     for r in tested:
-        higher_is_better = next(m.higher_is_better for m in SPEED_METRICS if m.name == r.metric)
+        higher_is_better = next(m.higher_is_better for m in metrics if m.name == r.metric)
         _decide(r, t.alpha, worse_sign=-1 if higher_is_better else 1)
     return results, notes
 
@@ -381,7 +403,7 @@ def compare_speed(base: Record, cur: Record, t: Thresholds, family_size: int, se
 # What a user gains from: tokens per step and the speed figures. AR and the per-position rates
 # explain AL; a drafter that drafts less often scores a higher AR with a lower AL, so a rise in
 # them alone does not make a case "improved" (any significant drop still makes it "regressed").
-HEADLINE = frozenset({"AL", *(m.name for m in SPEED_METRICS)})
+HEADLINE = frozenset({"AL", *(m.name for m in SPEED_METRICS), COST_METRIC.name})
 SIDE_GAINS_NOTE = "AR or per-position rates improved but AL did not: not counted as an improvement"
 
 
@@ -481,7 +503,7 @@ def describe_metric(m: dict[str, Any], confidence: float = 0.99) -> str:
             f"p_adj {m['p_adj']:.1e}, {m['n']} paired requests"
         )
     ci = m.get("ci") or (None, None)
-    digits = 3 if m.get("unit") == "s" else 1
+    digits = 3 if m.get("unit") in ("s", COST_METRIC.unit) else 1
     ci_text = f"[{ci[0]:+.1%}, {ci[1]:+.1%}]" if None not in ci else "[-]"
     return (
         f"{m['metric']} (median of {m['n']} vs {m['n_current']} rounds) {_num(m['baseline'], digits)} -> "

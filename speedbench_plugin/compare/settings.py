@@ -38,11 +38,14 @@ MIN_ROUNDS = o.Option("speedbench-compare-min-rounds", "rounds both runs need be
                       "6", kind=o.positive_int)
 MIN_PAIRS = o.Option("speedbench-compare-min-pairs", "paired requests a case needs before its acceptance is judged",
                      "5", kind=o.positive_int)
+COST = o.Option("speedbench-compare-cost",
+                "also judge the CPU seconds per output token (from the record's cost section; lower is better); "
+                "a side without that figure is not judged", "false", kind=o.flag, is_flag=True)
 RESAMPLES = o.Option("speedbench-compare-resamples", "bootstrap resamples for the acceptance intervals", "5000",
                      kind=o.positive_int)
 
 OPTIONS = (SAVE, COMPARE, FORCE, STRICT, MATCH, ALPHA, AL_THRESHOLD, RATE_THRESHOLD, SPEED_THRESHOLD, MIN_ROUNDS,
-           MIN_PAIRS, RESAMPLES)
+           MIN_PAIRS, RESAMPLES, COST)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -61,6 +64,7 @@ class Thresholds:
     min_rounds: int = 6
     min_pairs: int = 5
     resamples: int = 5000
+    cost: bool = False  # also judge the CPU seconds per output token (--speedbench-compare-cost)
 
     @property
     def confidence(self) -> float:
@@ -95,7 +99,7 @@ class CompareSettings:
         thresholds = Thresholds(
             alpha=o.value(config, ALPHA), al_abs=al_abs, al_rel=al_rel, rate_abs=rate_abs, rate_rel=rate_rel,
             speed_rel=speed_rel, cv_factor=cv_factor, min_rounds=min_rounds, min_pairs=o.value(config, MIN_PAIRS),
-            resamples=resamples,
+            resamples=resamples, cost=o.value(config, COST),
         )
         return cls(
             save_baseline=o.value(config, SAVE) or None,
