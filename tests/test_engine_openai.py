@@ -270,6 +270,62 @@ def test_server_without_sd_counters_says_so(fake):
     assert result.output_tokens == 8  # the request itself still works
 
 
+def _replica_metrics(drafts: int, generated: int) -> str:
+    """One replica's /metrics: its SD counters and its generated-token counter."""
+    return (f'vllm:spec_decode_num_drafts_total{{engine="0",model_name="m"}} {drafts}.0\n'
+            f'vllm:spec_decode_num_draft_tokens_total{{engine="0",model_name="m"}} {3 * drafts}.0\n'
+            f'vllm:spec_decode_num_accepted_tokens_total{{engine="0",model_name="m"}} {drafts}.0\n'
+            f'vllm:generation_tokens_total{{model_name="m"}} {generated}.0\n')
+
+
+def test_replicas_seen_from_per_replica_counter_deltas() -> None:
+    """Two replicas behind a (pretend) balancer, each with its own /metrics: the record counts the
+    replicas whose counters moved between a case's first and last counters() read."""
+    with FakeServer() as a, FakeServer() as b:
+        a.metrics, b.metrics = _replica_metrics(10, 100), _replica_metrics(20, 200)
+        engine = _engine(a.url, metrics_urls=f"{a.url}/metrics,{b.url}/metrics")
+        single = _engine(a.url, metrics_urls=f"{a.url}/metrics")
+
+        async def main() -> list[dict[str, Any]]:
+            await engine.start()
+            await single.start()
+            try:
+                seen = [engine.describe()]  # no counter read yet
+                await engine.counters()
+                a.metrics = _replica_metrics(14, 130)  # only replica a moves
+                await engine.counters()
+                seen.append(engine.describe())
+                await engine.counters()
+                a.metrics, b.metrics = _replica_metrics(15, 140), _replica_metrics(25, 240)  # both move
+                await engine.counters()
+                seen.append(engine.describe())
+                await engine.counters()
+                b.metrics = _replica_metrics(25, 250)  # decoding without a draft still counts as served
+                await engine.counters()
+                seen.append(engine.describe())
+                await engine.counters()  # a window of one read: nothing to compare it with
+                seen.append(engine.describe())
+                await single.counters()
+                a.metrics = _replica_metrics(16, 150)
+                await single.counters()
+                seen.append(single.describe())
+                return seen
+            finally:
+                await engine.stop()
+                await single.stop()
+
+        infos = asyncio.run(main())
+    keys = ("replicas_configured", "replicas_seen", "replicas_seen_source")
+    got = [tuple(info[k] for k in keys) for info in infos]
+    assert got[1] == (2, 1, "per-replica counter deltas")
+    assert got[2] == (2, 2, "per-replica counter deltas")
+    assert got[3] == (2, 1, "per-replica counter deltas")
+    assert got[0][:2] == got[4][:2] == (2, None) and got[0][2].startswith("unknown")
+    # one metrics URL sees every replica's traffic as one: the count is unknown, not 1
+    assert got[5][:2] == (1, None) and "one metrics URL" in got[5][2]
+    assert infos[2]["replicas"] == 2 and "replicas" not in infos[5]
+
+
 def _capabilities(engine: OpenAIEngine):
     async def main():
         await engine.start()

@@ -139,6 +139,10 @@ class OpenAIEngine(Engine):
         self._server_version = "unknown"
         self._resolved: dict[str, Any] | None = None  # the configuration the server reports it resolved
         self._baseline: SpecCounts | None = None
+        # Each replica's counters at the last scrape (SD counts, generated tokens), and at the first and
+        # last counters() read since the previous describe(): a case's window, for the replicas it saw.
+        self._replica_marks: list[tuple[SpecCounts, int | None]] = []
+        self._window: tuple[list[tuple[SpecCounts, int | None]], list[tuple[SpecCounts, int | None]]] | None = None
         self._counters_note: str | None = None
         self._sglang_totals: list[SpecCounts] = []
         self._sglang_incremental: bool | None = None
@@ -387,13 +391,32 @@ class OpenAIEngine(Engine):
     async def _scrape_vllm(self) -> SpecCounts | None:
         """The counters summed over every replica; None unless every replica answered with some."""
         parts = []
+        marks = []
         for url in self.metrics_urls:
             response = await self._get(url)  # an absolute URL leaves the endpoint's base aside
             counts = wire.vllm_counts_from_prometheus(response.text) if response.status_code == 200 else None
             if counts is None:
                 return None
             parts.append(counts)
+            marks.append((counts, wire.vllm_generation_tokens_from_prometheus(response.text)))
+        self._replica_marks = marks
         return parts[0] if len(parts) == 1 else SpecCounts.total(parts, parts[0].source)
+
+    def _replicas_seen(self) -> dict[str, Any]:
+        """How many replicas served the window since the previous describe(): those whose SD or
+        generated-token counters moved between its first and last counters() read. One metrics URL
+        (or none) cannot tell replicas apart: the count is then unknown, not 1."""
+        configured = len(self.metrics_urls) if self.config.engine_args.get("metrics_urls") else None
+        window, self._window = self._window, None  # the next counters() read opens the next window
+        info: dict[str, Any] = {"replicas_configured": configured, "replicas_seen": None}
+        if configured is None or configured < 2:
+            info["replicas_seen_source"] = "unknown: one metrics URL cannot tell replicas apart"
+        elif window is None or window[0] is window[1]:  # no read, or a single one: nothing to compare
+            info["replicas_seen_source"] = "unknown: no two counter reads of every replica since the last record"
+        else:
+            info["replicas_seen"] = sum(1 for a, b in zip(*window, strict=True) if a != b)
+            info["replicas_seen_source"] = "per-replica counter deltas"
+        return info
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -547,6 +570,8 @@ class OpenAIEngine(Engine):
             previous = current
         if previous is None or self._baseline is None:
             return None
+        marks = list(self._replica_marks)  # the settled scrape's, replica by replica
+        self._window = (self._window[0] if self._window is not None else marks, marks)
         return previous - self._baseline
 
     @property
@@ -591,4 +616,6 @@ class OpenAIEngine(Engine):
         if len(self.metrics_urls) > 1:
             info["replicas"] = len(self.metrics_urls)  # the counters are the sum of their /metrics
             info["metrics_urls"] = [_http.public_url(u) for u in self.metrics_urls]
+        if self.api != "sglang":
+            info.update(self._replicas_seen())
         return info

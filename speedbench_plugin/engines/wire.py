@@ -100,6 +100,16 @@ def vllm_counts_from_prometheus(text: str) -> SpecCounts | None:
     return SpecCounts(accepted_per_pos=[per_pos.get(i, 0) for i in range(width)], source=VLLM_PROMETHEUS, **totals)
 
 
+VLLM_GENERATION_TOKENS = "vllm:generation_tokens_total"
+
+
+def vllm_generation_tokens_from_prometheus(text: str) -> int | None:
+    """vLLM's cumulative generated-token counter from ``/metrics`` text, summed over its labels;
+    None when the server exports none (a replica that decoded without drafting still moves it)."""
+    values = [value for name, _labels, value in parse_prometheus(text) if name == VLLM_GENERATION_TOKENS]
+    return int(sum(values)) if values else None
+
+
 # --- SGLang: streamed outputs and meta_info -----------------------------------------------------
 
 SGLANG_META_INFO = "sglang:meta_info"
