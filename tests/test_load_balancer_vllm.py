@@ -133,7 +133,7 @@ def test_per_request_acceptance_equals_both_replicas_counters(tiny_model_dir: st
     assert (engine_delta.num_drafts, engine_delta.num_draft_tokens, engine_delta.num_accepted_tokens,
             engine_delta.accepted_per_pos) == (summed.num_drafts, summed.num_draft_tokens, summed.num_accepted_tokens,
                                                summed.accepted_per_pos)
-    assert info["replicas"] == 2 and len(info["metrics_urls"]) == 2
+    assert len(info["metrics_urls"]) == 2
     # Both replicas' counters moved between the engine's first and last counter reads: both were seen.
     assert (info["replicas_configured"], info["replicas_seen"], info["replicas_seen_source"]) == (
         2, 2, "per-replica counter deltas")

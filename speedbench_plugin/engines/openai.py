@@ -614,7 +614,6 @@ class OpenAIEngine(Engine):
         if self._counters_note:
             info["counters"] = self._counters_note
         if len(self.metrics_urls) > 1:
-            info["replicas"] = len(self.metrics_urls)  # the counters are the sum of their /metrics
             info["metrics_urls"] = [_http.public_url(u) for u in self.metrics_urls]
         if self.api != "sglang":
             info.update(self._replicas_seen())
